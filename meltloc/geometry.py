@@ -1,0 +1,190 @@
+"""Core geometry: where the core lies in an image, and depth <-> row.
+
+A section image shows one core piece on a black background; depth runs down
+the rows. :func:`find_core` finds the top and bottom ends (sub-pixel rows)
+and the columns covered by ice over the whole length. :class:`DepthScale`
+maps depth in meters to rows and back, from the manifest depths of the two
+ends: the scale is derived per image, never hard-coded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from meltloc.errors import GeometryError
+
+# Down-sampling factor for the coarse search; ends are refined at full resolution.
+_COARSE = 4
+
+
+@dataclass(frozen=True)
+class CoreBounds:
+    """Where the core is in an image (pixel units, rows down, columns right).
+
+    Attributes:
+        top_row: row of the top end (mean over the core's width, sub-pixel).
+        bottom_row: row of the bottom end.
+        left_col: first column covered by ice along the whole core.
+        right_col: last such column (inclusive).
+        height: image height in rows; width: image width in columns.
+    """
+
+    top_row: float
+    bottom_row: float
+    left_col: int
+    right_col: int
+    height: int
+    width: int
+
+    @property
+    def length_rows(self) -> float:
+        return self.bottom_row - self.top_row
+
+    @property
+    def width_cols(self) -> int:
+        return self.right_col - self.left_col + 1
+
+
+@dataclass(frozen=True)
+class DepthScale:
+    """Linear depth <-> row map of one image, pinned at the core's two ends.
+
+    Attributes:
+        top_m, bottom_m: manifest depths of the top and bottom ends.
+        top_row, bottom_row: image rows of those ends.
+    """
+
+    top_m: float
+    bottom_m: float
+    top_row: float
+    bottom_row: float
+
+    @property
+    def px_per_m(self) -> float:
+        return (self.bottom_row - self.top_row) / (self.bottom_m - self.top_m)
+
+    def depth_to_row(self, depth_m):
+        """Row (float) of a depth in meters; works on scalars and arrays."""
+        return self.top_row + (np.asarray(depth_m, dtype=np.float64) - self.top_m) * self.px_per_m
+
+    def row_to_depth(self, row):
+        """Depth in meters of a (float) row; works on scalars and arrays."""
+        return self.top_m + (np.asarray(row, dtype=np.float64) - self.top_row) / self.px_per_m
+
+    def mm_to_rows(self, mm: float) -> float:
+        return mm / 1000.0 * self.px_per_m
+
+
+def _smooth(x: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return x
+    kernel = np.ones(width, dtype=np.float32) / width
+    return np.convolve(x, kernel, mode="same")
+
+
+def find_core(image: np.ndarray) -> CoreBounds:
+    """Find the core's ends and sides in a section image.
+
+    Steps: a coarse lit mask (threshold between the black background and the
+    ice level, closed along depth so dark bands inside the core do not cut
+    it); the largest component is the core; its ends are the medians over
+    central columns of each column's first and last lit row; each end is then
+    refined at full resolution where the central row mean crosses half the
+    ice level. Robust to uneven cuts, dark ice next to an end and a slightly
+    tilted core.
+
+    Args:
+        image: 2-D uint8 or uint16 array, depth down the rows.
+
+    Raises:
+        GeometryError: no core, a core touching both image ends with no black
+            rows, or an image whose core runs across the rows (rotated).
+    """
+    if image.ndim != 2 or min(image.shape) < 8:
+        raise GeometryError(f"image of shape {image.shape} is too small to hold a core")
+    height, width = image.shape
+    small = cv2.resize(image, (max(width // _COARSE, 2), max(height // _COARSE, 2)), interpolation=cv2.INTER_AREA)
+    small = small.astype(np.float32)
+    if image.dtype == np.uint16:
+        small /= 257.0
+    background = float(np.percentile(small, 1))
+    ice = float(np.percentile(small, 80))
+    if ice - background < 4.0:
+        raise GeometryError("no core found: the image is (nearly) uniformly dark")
+    threshold = background + max(3.0, 0.25 * (ice - background))
+    lit = (small > threshold).astype(np.uint8)
+    # Close along depth (dark melt layers and clear patches, up to ~2.5 % of the core length) and a little across.
+    k_rows = max(3, int(0.025 * small.shape[0]) | 1)
+    # Pad with background first: closing must not glue the core to the image border.
+    pad = k_rows
+    lit = cv2.copyMakeBorder(lit, pad, pad, 2, 2, cv2.BORDER_CONSTANT, value=0)
+    lit = cv2.morphologyEx(lit, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, k_rows)))
+    lit = np.ascontiguousarray(lit[pad:-pad, 2:-2])
+    lit = cv2.morphologyEx(lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
+    if n < 2:
+        raise GeometryError("no core found: nothing brighter than the background")
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    if w > h:
+        raise GeometryError(
+            f"the core lies across the rows ({w * _COARSE} px wide, {h * _COARSE} px long): "
+            "is the image rotated? Depth must run down the rows")
+    core = labels[y:y + h, x:x + w] == best
+    # Columns lit over at least 90 % of the core's length: the sides.
+    col_cover = core.mean(axis=0)
+    full = np.flatnonzero(col_cover >= 0.9 * col_cover.max())
+    left_s, right_s = x + int(full[0]), x + int(full[-1])
+    # Ends per column, over the central 80 % of the width.
+    span = right_s - left_s + 1
+    c0, c1 = left_s + span // 10 - x, right_s - span // 10 - x + 1
+    cols = core[:, c0:max(c1, c0 + 1)]
+    has = cols.any(axis=0)
+    if not has.any():
+        raise GeometryError("no core found: no column is lit")
+    first = np.argmax(cols, axis=0)[has]
+    last = (cols.shape[0] - 1 - np.argmax(cols[::-1], axis=0))[has]
+    top_coarse = (y + float(np.median(first))) * _COARSE
+    bottom_coarse = (y + float(np.median(last)) + 1) * _COARSE
+    left_col = left_s * _COARSE + _COARSE
+    right_col = min(width - 1, (right_s + 1) * _COARSE - 1 - _COARSE)
+    top = _refine_end(image, top_coarse, left_col, right_col, ice, upper=True)
+    bottom = _refine_end(image, bottom_coarse, left_col, right_col, ice, upper=False)
+    if bottom - top < 0.2 * height:
+        raise GeometryError(f"the core found is implausibly short ({bottom - top:.0f} of {height} rows)")
+    return CoreBounds(top, bottom, int(left_col), int(right_col), height, width)
+
+
+def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice: float, upper: bool) -> float:
+    """Sub-pixel row where the central row mean crosses half the ice level near ``coarse_row``."""
+    height = image.shape[0]
+    pad = 6 * _COARSE
+    r0, r1 = max(0, int(coarse_row) - pad), min(height, int(coarse_row) + pad)
+    if r1 - r0 < 3:
+        return float(coarse_row)
+    span = right - left + 1
+    band = image[r0:r1, left + span // 10:right - span // 10 + 1]
+    profile = band.mean(axis=1, dtype=np.float32)
+    if image.dtype == np.uint16:
+        profile /= 257.0
+    # The level inside the ice just past the end: the edge lies between black and that level.
+    inside = image[min(height - 1, int(coarse_row) + pad):min(height, int(coarse_row) + 4 * pad)] if upper else \
+        image[max(0, int(coarse_row) - 4 * pad):max(1, int(coarse_row) - pad)]
+    level = float(np.mean(inside[:, left:right + 1])) / (257.0 if image.dtype == np.uint16 else 1.0) if inside.size else ice
+    base = float(np.min(profile))
+    half = base + 0.5 * (max(level, base + 1.0) - base)
+    seq = profile if upper else profile[::-1]
+    above = np.flatnonzero(seq >= half)
+    if above.size == 0:
+        return float(coarse_row)
+    i = int(above[0])
+    if i == 0:
+        frac = 0.0
+    else:
+        lo, hi = float(seq[i - 1]), float(seq[i])
+        frac = (half - lo) / (hi - lo) if hi > lo else 0.5
+    edge = i - 1 + frac + 0.5  # boundary between pixel rows i-1 and i
+    return float(r0 + edge) if upper else float(r1 - edge)
