@@ -52,6 +52,10 @@ class DatasetError(MeltlocError):
     """A convert output folder is missing or incomplete."""
 
 
+class EvaluationError(MeltlocError):
+    """Detections or truth cannot be scored (missing columns, nothing to compare)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One bad input row that was skipped (reported, never fatal on its own).
@@ -71,3 +75,7 @@ class Problem:
     def __str__(self) -> str:
         row = f", row {self.row}" if self.row is not None else ""
         return f"{self.path}{row}: {self.message}"
+
+
+class SplitError(MeltlocError):
+    """A splits file or split fractions cannot be used."""
