@@ -1,0 +1,122 @@
+"""Every approach answers the same call: a section in, scored intervals out.
+
+:func:`load_detector` reads a checkpoint and returns the detector its head
+names; detect, evaluate and compare never ask which kind they hold. A
+detector's :meth:`~Detector.detect` returns intervals in rows of the
+section's image; :func:`to_depths` turns them into meters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from meltloc.checkpoint import load_checkpoint
+from meltloc.errors import CheckpointError
+from meltloc.section import Section
+from meltloc.strips import Strip, make_strip, nominal_px_per_mm
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected feature in image rows (``row_from`` < ``row_to``)."""
+
+    type: str
+    score: float
+    row_from: float
+    row_to: float
+
+
+class Detector(Protocol):
+    """What every head offers."""
+
+    head: str
+    classes: tuple[str, ...]
+    checkpoint: dict
+
+    def detect(self, section: Section, score_threshold: float | None = None) -> list[Detection]:
+        """Scored intervals in rows of ``section.image``, by descending score.
+
+        ``score_threshold`` None uses the head's operating threshold (chosen on
+        the validation split when it was trained); pass a low one for AP curves.
+        """
+
+
+def section_strip(section: Section, px_per_mm: float, width: int, inset: float) -> Strip:
+    """The section's strip at a head's working scale (nominal 1.65 m when the image has no manifest entry)."""
+    image_px_per_mm = section.scale.px_per_m / 1000 if section.scale is not None else nominal_px_per_mm(section.bounds)
+    return make_strip(section.image, section.bounds, image_px_per_mm, px_per_mm, width, inset)
+
+
+class RegressionDetector:
+    """The start/stop regression head."""
+
+    head = "regression"
+
+    def __init__(self, checkpoint: dict, device: str = "cpu"):
+        from meltloc.models.regression import RegressionConfig, RegressionNet
+
+        self.checkpoint = checkpoint
+        self.cfg = RegressionConfig.from_dict(checkpoint["config"])
+        self.classes = self.cfg.classes
+        self.model = RegressionNet(self.cfg)
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"regression weights do not fit the architecture: {exc}") from exc
+        self.model.to(device).eval()
+        self.device = device
+        self.score_threshold = float(checkpoint.get("score_threshold", self.cfg.score_threshold))
+
+    def detect(self, section: Section, score_threshold: float | None = None) -> list[Detection]:
+        from meltloc.models.regression import detect_strip
+
+        strip = section_strip(section, self.cfg.px_per_mm, self.cfg.width, self.cfg.inset)
+        found = detect_strip(self.model, strip.pixels,
+                             score_threshold=self.score_threshold if score_threshold is None else score_threshold)
+        out = []
+        for name, score, a, b in found:
+            r0, r1 = strip.to_image_rows([a, b])
+            out.append(Detection(name, score, float(r0), float(r1)))
+        return out
+
+
+_FACTORIES: dict[str, Callable[[dict, str], Detector]] = {"regression": RegressionDetector}
+
+
+def register(head: str, factory: Callable[[dict, str], Detector]) -> None:
+    """Make a head loadable by :func:`load_detector`."""
+    _FACTORIES[head] = factory
+
+
+def load_detector(weights: str | Path, device: str = "cpu") -> Detector:
+    """The detector a checkpoint holds.
+
+    Raises:
+        CheckpointError: missing or foreign file, or a head this version cannot run.
+    """
+    ck = load_checkpoint(weights)
+    factory = _FACTORIES.get(ck["head"])
+    if factory is None:
+        raise CheckpointError(f"'{ck['head']}' checkpoints cannot be used by 'meltloc detect' in this version", weights)
+    torch.set_grad_enabled(False)
+    return factory(ck, device)
+
+
+def to_depths(section: Section, detections: list[Detection]) -> list[dict]:
+    """Detection rows as CONTRACT.md has them (depths empty when the image has no manifest entry)."""
+    rows = []
+    for d in detections:
+        if section.scale is not None:
+            d0, d1 = (float(v) for v in section.scale.row_to_depth([d.row_from, d.row_to]))
+            thickness = (d1 - d0) * 1000
+        else:
+            d0 = d1 = thickness = np.nan
+        rows.append({"image": section.name, "depth_from_m": d0, "depth_to_m": d1, "thickness_mm": thickness,
+                     "type": d.type, "score": d.score, "row_from": d.row_from, "row_to": d.row_to})
+    rows.sort(key=lambda r: r["row_from"])
+    return rows

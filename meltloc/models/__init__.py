@@ -1,0 +1,1 @@
+"""Models: the start/stop regression head, YOLO and the slice-classifier baselines."""

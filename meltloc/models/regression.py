@@ -1,0 +1,348 @@
+"""The start/stop regression head: a 1-D dense interval detector over core strips.
+
+What the seed project asked for: instead of one probability per slice, a
+last layer that says where a melt layer starts and stops. The design follows
+FCOS/ActionFormer in one dimension:
+
+* **Input**: a core strip (:mod:`meltloc.strips`) at ``px_per_mm`` rows per
+  millimetre of core (default 10: 0.1 mm per row, so a 0.5 mm layer spans 5
+  rows and boundaries can be placed to ~0.1 mm) and ``width`` columns
+  (default 64 across ~8 cm). Each strip is divided by its median brightness,
+  so exposure and gain do not matter.
+* **2-D stem** (3 convolutions): squeezes the width 64 -> 16 -> 8 -> 4 and
+  halves the depth once, then pools across the width (mean and max, so a lens
+  covering part of the width still shows) into a sequence along depth at
+  stride 2 (0.2 mm).
+* **1-D encoder-decoder**: residual dilated convolutions at strides 2, 4, 8
+  and 16 and back up to stride 2 with skip connections. The receptive field is
+  about +/- 60 mm of core: enough to see a 15 mm layer with the ice on both
+  sides of it, which is what tells a melt layer from a dark exposure band.
+* **Head**, per position (every 2 strip rows): one logit per class
+  (``melt_layer``, ``melt_lens``) and the distances to the start and the stop
+  of the interval the position lies in, in strip rows.
+* **Training**: positions inside a true interval are positives; positions in
+  ignore regions (``uncertain``, ``bubble_free``) get no classification loss.
+  Sigmoid focal loss for the scores, 1-D IoU loss plus L1 (in mm) for the
+  distances.
+* **Decoding**: candidates above a score threshold become intervals
+  ``[t - d_start, t + d_end]``; 1-D NMS keeps the best; each kept interval's
+  boundaries are the score-weighted mean of the candidates that agree with it
+  (IoU > 0.5), which averages the regression noise of many positions.
+
+About 0.2 M parameters; a full-scale section (16,500 strip rows) runs in a
+few tens of milliseconds on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from meltloc import MELT_LAYER, MELT_LENS
+from meltloc.models.ops1d import decode_distances, iou_1d, nms_1d
+
+_PAD_MULTIPLE = 32
+
+
+@dataclass
+class RegressionConfig:
+    """Architecture and working scale of the regression head (stored in checkpoints)."""
+
+    px_per_mm: float = 10.0
+    width: int = 64
+    inset: float = 0.05
+    classes: tuple[str, ...] = (MELT_LAYER, MELT_LENS)
+    channels: tuple[int, ...] = (24, 32, 48, 64)
+    stride: int = 2
+    distance_scale: float = 8.0
+    score_threshold: float = 0.05
+    nms_iou: float = 0.3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RegressionConfig":
+        d = dict(d)
+        for key in ("classes", "channels"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def normalise_strip(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Strip pixels (uint8, rows x width) -> float tensor divided by the strip's median, clipped to [0, 4]."""
+    x = torch.as_tensor(np.asarray(pixels), dtype=torch.float32) / 255.0
+    level = torch.quantile(x[:: max(1, x.shape[0] // 4096)].flatten(), 0.5).clamp(min=0.02)
+    return (x / level).clamp(0, 4)
+
+
+class _Conv2d(nn.Sequential):
+    def __init__(self, c_in, c_out, kernel, stride, padding):
+        super().__init__(nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class _Res1d(nn.Module):
+    """Residual block: two dilated 1-D convolutions."""
+
+    def __init__(self, channels: int, dilation: int = 1, kernel: int = 5):
+        super().__init__()
+        pad = dilation * (kernel // 2)
+        self.conv1 = nn.Conv1d(channels, channels, kernel, padding=pad, dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm1d(channels)
+        self.conv2 = nn.Conv1d(channels, channels, kernel, padding=pad, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm1d(channels)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(x + self.bn2(self.conv2(y)), inplace=True)
+
+
+class _Down1d(nn.Sequential):
+    def __init__(self, c_in, c_out, dilations):
+        super().__init__(nn.Conv1d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm1d(c_out),
+                         nn.ReLU(inplace=True), *[_Res1d(c_out, d) for d in dilations])
+
+
+class RegressionNet(nn.Module):
+    """Strip (B, 1, H, W) -> class logits (B, C, H/stride) and distances (B, 2, H/stride) in strip rows."""
+
+    def __init__(self, cfg: RegressionConfig):
+        super().__init__()
+        c0, c1, c2, c3 = cfg.channels
+        self.cfg = cfg
+        self.stem = nn.Sequential(
+            _Conv2d(1, c0 // 2, (3, 4), (1, 4), (1, 0)),
+            _Conv2d(c0 // 2, c0, 3, (2, 2), 1),
+            _Conv2d(c0, c0, 3, (1, 2), 1),
+        )
+        self.squeeze = nn.Sequential(nn.Conv1d(2 * c0, c0, 1, bias=False), nn.BatchNorm1d(c0), nn.ReLU(inplace=True))
+        self.enc0 = _Res1d(c0, 1)
+        self.enc1 = _Down1d(c0, c1, (1, 2))
+        self.enc2 = _Down1d(c1, c2, (2, 4))
+        self.enc3 = _Down1d(c2, c3, (4, 8))
+        self.lat2 = nn.Conv1d(c3, c2, 1)
+        self.dec2 = _Res1d(c2, 2)
+        self.lat1 = nn.Conv1d(c2, c1, 1)
+        self.dec1 = _Res1d(c1, 1)
+        self.lat0 = nn.Conv1d(c1, c0, 1)
+        self.dec0 = _Res1d(c0, 1)
+        self.cls_head = nn.Sequential(nn.Conv1d(c0, c0, 3, padding=1), nn.ReLU(inplace=True),
+                                      nn.Conv1d(c0, len(cfg.classes), 3, padding=1))
+        self.reg_head = nn.Sequential(nn.Conv1d(c0, c0, 3, padding=1), nn.ReLU(inplace=True),
+                                      nn.Conv1d(c0, 2, 3, padding=1))
+        nn.init.constant_(self.cls_head[-1].bias, -4.6)  # prior 0.01: few positions are melt
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: x (B, 1, H, W), H a multiple of 32. Returns logits (B, C, H/2), distances (B, 2, H/2)."""
+        f = self.stem(x)                                       # (B, c0, H/2, W/16)
+        f = torch.cat([f.mean(dim=3), f.amax(dim=3)], dim=1)   # (B, 2 c0, H/2)
+        e0 = self.enc0(self.squeeze(f))                        # stride 2
+        e1 = self.enc1(e0)                                     # stride 4
+        e2 = self.enc2(e1)                                     # stride 8
+        e3 = self.enc3(e2)                                     # stride 16
+        d2 = self.dec2(e2 + F.interpolate(self.lat2(e3), size=e2.shape[-1], mode="linear", align_corners=False))
+        d1 = self.dec1(e1 + F.interpolate(self.lat1(d2), size=e1.shape[-1], mode="linear", align_corners=False))
+        d0 = self.dec0(e0 + F.interpolate(self.lat0(d1), size=e0.shape[-1], mode="linear", align_corners=False))
+        logits = self.cls_head(d0)
+        distances = F.softplus(self.reg_head(d0)) * self.cfg.distance_scale
+        return logits, distances
+
+    def centers(self, n: int, device=None) -> torch.Tensor:
+        """Strip-row centres of the n output positions."""
+        s = self.cfg.stride
+        return torch.arange(n, device=device, dtype=torch.float32) * s + s / 2
+
+
+# ---------------------------------------------------------------------- targets and losses
+@dataclass
+class Targets:
+    """Per-position training targets of one strip crop.
+
+    Attributes:
+        labels: (N,) class index, -1 for background.
+        intervals: (N, 2) the interval each positive position lies in (strip rows).
+        ignore: (N,) True where the classification loss is skipped.
+    """
+
+    labels: torch.Tensor
+    intervals: torch.Tensor
+    ignore: torch.Tensor
+
+
+def label_positions(centers: torch.Tensor, intervals: torch.Tensor, classes: torch.Tensor,
+                    ignore_regions: torch.Tensor, stride: int) -> Targets:
+    """Assign positions to true intervals.
+
+    A position is positive for an interval when its centre lies inside it; an
+    interval shorter than the stride still gets its nearest position. Where
+    intervals overlap the shortest wins. Positions inside an ignore region
+    that are not positive get no classification loss.
+
+    Args:
+        centers: (N,) position centres (strip rows).
+        intervals: (M, 2) true intervals (strip rows).
+        classes: (M,) class index of each.
+        ignore_regions: (K, 2) intervals to ignore.
+        stride: output stride in strip rows.
+    """
+    n = centers.numel()
+    labels = torch.full((n,), -1, dtype=torch.long)
+    assigned = torch.zeros((n, 2))
+    best_len = torch.full((n,), float("inf"))
+    for (a, b), k in zip(intervals.tolist(), classes.tolist()):
+        inside = (centers >= a) & (centers <= b)
+        if not inside.any():
+            i = int(torch.clamp(torch.round(((a + b) / 2 - stride / 2) / stride), 0, n - 1))
+            if centers[i] < a - stride or centers[i] > b + stride:
+                continue
+            inside = torch.zeros(n, dtype=torch.bool)
+            inside[i] = True
+        length = b - a
+        take = inside & (length < best_len)
+        labels[take] = int(k)
+        assigned[take] = torch.tensor([a, b], dtype=torch.float32)
+        best_len[take] = length
+    ignore = torch.zeros(n, dtype=torch.bool)
+    for a, b in ignore_regions.tolist():
+        ignore |= (centers >= a - stride) & (centers <= b + stride)
+    ignore &= labels < 0
+    return Targets(labels, assigned, ignore)
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Element-wise focal loss (Lin et al. 2017).
+
+    Args:
+        logits: (..., C) raw scores.
+        targets: (..., C) 0/1 float targets.
+
+    Returns:
+        (..., C) loss, unreduced.
+    """
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    return loss * (alpha * targets + (1 - alpha) * (1 - targets))
+
+
+def iou_loss_1d(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU loss of matching 1-D intervals.
+
+    Args:
+        pred: (N, 2) predicted intervals.
+        target: (N, 2) true intervals.
+
+    Returns:
+        (N,) ``1 - GIoU``.
+    """
+    inter = (torch.minimum(pred[:, 1], target[:, 1]) - torch.maximum(pred[:, 0], target[:, 0])).clamp(min=0)
+    union = (pred[:, 1] - pred[:, 0]) + (target[:, 1] - target[:, 0]) - inter
+    hull = torch.maximum(pred[:, 1], target[:, 1]) - torch.minimum(pred[:, 0], target[:, 0])
+    iou = inter / union.clamp(min=1e-6)
+    giou = iou - (hull - union) / hull.clamp(min=1e-6)
+    return 1 - giou
+
+
+def losses(model: RegressionNet, logits: torch.Tensor, distances: torch.Tensor, targets: list[Targets]) -> dict:
+    """Focal + IoU + L1 losses of a batch.
+
+    Args:
+        logits: (B, C, N); distances: (B, 2, N); targets: B per-strip targets.
+
+    Returns:
+        dict with ``cls``, ``iou``, ``l1`` and ``total`` (scalar tensors).
+    """
+    b, c, n = logits.shape
+    centers = model.centers(n, logits.device)
+    labels = torch.stack([t.labels for t in targets]).to(logits.device)            # (B, N)
+    ignore = torch.stack([t.ignore for t in targets]).to(logits.device)
+    assigned = torch.stack([t.intervals for t in targets]).to(logits.device)       # (B, N, 2)
+    onehot = torch.zeros(b, n, c, device=logits.device)
+    pos = labels >= 0
+    onehot[pos, labels[pos]] = 1.0
+    cls = sigmoid_focal_loss(logits.permute(0, 2, 1), onehot)                      # (B, N, C)
+    cls = cls[~ignore].sum()
+    n_pos = max(1.0, float(pos.sum()))
+    if pos.any():
+        d = distances.permute(0, 2, 1)[pos]                                        # (P, 2)
+        ctr = centers.expand(b, n)[pos]
+        pred = decode_distances(ctr, d)
+        true = assigned[pos]
+        iou = iou_loss_1d(pred, true).sum()
+        l1 = (pred - true).abs().sum() / model.cfg.px_per_mm                       # in mm
+    else:
+        iou = l1 = logits.sum() * 0
+    out = {"cls": cls / n_pos, "iou": iou / n_pos, "l1": l1 / n_pos}
+    out["total"] = out["cls"] + out["iou"] + out["l1"]
+    return out
+
+
+# ---------------------------------------------------------------------- inference
+def pad_rows(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
+    """Pad (B, 1, H, W) at the bottom so H is a multiple of ``multiple`` (reflecting the last rows)."""
+    extra = (-x.shape[2]) % multiple
+    if extra == 0:
+        return x
+    return F.pad(x, (0, 0, 0, extra), mode="replicate")
+
+
+@torch.no_grad()
+def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: float | None = None,
+                 max_candidates: int = 4000) -> list[tuple[str, float, float, float]]:
+    """Detect intervals in one strip.
+
+    Args:
+        model: a trained :class:`RegressionNet` (evaluation mode is set here).
+        pixels: (H, W) uint8 strip at the model's working scale.
+
+    Returns:
+        ``(class name, score, start row, end row)`` in strip rows, by descending score.
+    """
+    model.eval()
+    cfg = model.cfg
+    thr = cfg.score_threshold if score_threshold is None else score_threshold
+    h = pixels.shape[0]
+    x = pad_rows(normalise_strip(pixels)[None, None])
+    logits, distances = model(x)
+    n = logits.shape[-1]
+    centers = model.centers(n)
+    probs = torch.sigmoid(logits[0])                               # (C, N)
+    boxes = decode_distances(centers, distances[0].T).clamp(0, h)  # (N, 2)
+    out = []
+    for k, name in enumerate(cfg.classes):
+        p = probs[k]
+        cand = torch.nonzero(p > thr).flatten()
+        if cand.numel() == 0:
+            continue
+        if cand.numel() > max_candidates:
+            cand = cand[torch.topk(p[cand], max_candidates).indices]
+        cb, cp = boxes[cand], p[cand]
+        valid = cb[:, 1] > cb[:, 0]
+        cb, cp = cb[valid], cp[valid]
+        if cp.numel() == 0:
+            continue
+        keep = nms_1d(cb, cp, cfg.nms_iou)
+        ious = iou_1d(cb[keep], cb)                                  # (K, M)
+        for j, i in enumerate(keep.tolist()):
+            agree = ious[j] > 0.5
+            w = cp[agree] ** 2
+            start = float((cb[agree, 0] * w).sum() / w.sum())
+            end = float((cb[agree, 1] * w).sum() / w.sum())
+            out.append((name, float(cp[i]), start, end))
+    out.sort(key=lambda r: -r[1])
+    return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["RegressionConfig", "RegressionNet", "Targets", "label_positions", "losses", "detect_strip",
+           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "pad_rows", "count_parameters"]

@@ -1,0 +1,174 @@
+"""Training of the start/stop regression head on a convert output.
+
+Seeded; a progress bar shows the loss and, each epoch, the validation
+interval metrics (F1 at IoU 0.5 and mean AP 0.3-0.7 of melt layers, on the
+val split: sections never seen in training). The checkpoint with the best
+validation mean AP is kept in ``out``; the last epoch's state (to resume
+from) in ``out`` with suffix ``.last.pt``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from meltloc import MELT_LAYER
+from meltloc.checkpoint import load_checkpoint, save_checkpoint
+from meltloc.errors import DatasetError
+from meltloc.models.regression import (RegressionConfig, RegressionNet, count_parameters, detect_strip,
+                                       label_positions, losses, normalise_strip)
+from meltloc.progress import progress
+from meltloc.strip_dataset import StripSample, load_strips, random_crop, read_strip_table
+
+HEAD = "regression"
+
+
+@dataclass
+class TrainSettings:
+    """Training settings of the regression head (stored in the checkpoint)."""
+
+    epochs: int = 30
+    steps_per_epoch: int = 50
+    batch: int = 8
+    crop_rows: int = 2048
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+
+
+def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
+    crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows) for _ in range(s.batch)]
+    x = torch.stack([normalise_strip(c.pixels) for c in crops])[:, None]
+    n = s.crop_rows // model.cfg.stride
+    centers = model.centers(n)
+    targets = [label_positions(centers, torch.from_numpy(c.intervals), torch.from_numpy(c.classes),
+                               torch.from_numpy(c.ignore), model.cfg.stride) for c in crops]
+    return x, targets
+
+
+def predict_samples(model: RegressionNet, samples: list[StripSample]) -> pd.DataFrame:
+    """Detections on whole strips, as a detections table (depths from each strip's section scale)."""
+    rows = []
+    for smp in samples:
+        for name, score, a, b in detect_strip(model, smp.pixels):
+            r0, r1 = smp.to_image_rows([a, b])
+            d0, d1 = smp.scale.row_to_depth([r0, r1])
+            rows.append({"image": smp.image, "type": name, "score": score, "row_from": r0, "row_to": r1,
+                         "depth_from_m": d0, "depth_to_m": d1})
+    return pd.DataFrame(rows, columns=["image", "type", "score", "row_from", "row_to", "depth_from_m", "depth_to_m"])
+
+
+def truth_table(samples: list[StripSample], classes: tuple[str, ...], data_dir: Path) -> pd.DataFrame:
+    """The true intervals of the given samples, from intervals.csv."""
+    intervals = pd.read_csv(data_dir / "intervals.csv")
+    return intervals[intervals["image"].isin([s.image for s in samples])].reset_index(drop=True)
+
+
+def validate(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame) -> dict:
+    """Interval metrics of melt layers on the given strips."""
+    from meltloc.metrics import evaluate_intervals
+
+    pred = predict_samples(model, samples)
+    result = evaluate_intervals(pred, truth)
+    return {k: result.overall[k] for k in ("f1", "map", "boundary_mm") if k in result.overall}
+
+
+def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None = None,
+          config: RegressionConfig | None = None, resume: str | Path | None = None, show_progress: bool = True) -> dict:
+    """Train the regression head and write the best checkpoint to ``out``.
+
+    Args:
+        data_dir: a ``meltloc convert`` output.
+        out: checkpoint file to write.
+        settings: training settings (defaults reach the README's figures).
+        config: architecture; its working scale is taken from the strips.
+        resume: a checkpoint (``.last.pt``) to continue from.
+
+    Returns:
+        Summary: best epoch, validation figures, seconds, parameters.
+
+    Raises:
+        DatasetError: no training strips or no positive interval.
+    """
+    s = settings or TrainSettings()
+    data_dir, out = Path(data_dir), Path(out)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    table = read_strip_table(data_dir)
+    cfg = config or RegressionConfig()
+    cfg.px_per_mm = float(table["px_per_mm"].iloc[0])
+    cfg.width = int(table["width"].iloc[0])
+    if "inset" in table.columns:
+        cfg.inset = float(table["inset"].iloc[0])
+    train_set = load_strips(data_dir, cfg.classes, ("train",))
+    val_set = load_strips(data_dir, cfg.classes, ("val",))
+    if not train_set:
+        raise DatasetError("no strip in the train split", data_dir)
+    if sum(len(t.intervals) for t in train_set) == 0:
+        raise DatasetError("the train split holds no melt layer or lens", data_dir)
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    model = RegressionNet(cfg).to(s.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    total_steps = s.epochs * s.steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total_steps, pct_start=0.1)
+    start_epoch, best, history, seconds = 0, None, [], 0.0
+    if resume is not None:
+        ck = load_checkpoint(resume, expect_head=HEAD)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start_epoch, best, history = ck["epoch"], ck.get("best"), ck["train"].get("history", [])
+        seconds = ck["train"].get("seconds", 0.0)
+        rng = np.random.default_rng([s.seed, start_epoch])
+    truth = truth_table(val_set, cfg.classes, data_dir)
+    last_path = out.with_suffix(".last.pt")
+    epochs = progress(range(start_epoch, s.epochs), "train regression", total=s.epochs - start_epoch,
+                      enabled=show_progress, unit="epoch")
+    for epoch in epochs:
+        t0 = time.time()
+        model.train()
+        running = []
+        for _ in range(s.steps_per_epoch):
+            x, targets = _batch(train_set, rng, model, s)
+            logits, distances = model(x.to(s.device))
+            loss = losses(model, logits, distances, targets)
+            opt.zero_grad(set_to_none=True)
+            loss["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            running.append({k: float(v.detach()) for k, v in loss.items()})
+        mean_loss = {k: float(np.mean([r[k] for r in running])) for k in running[0]}
+        val = validate(model, val_set, truth) if val_set else {}
+        seconds += time.time() - t0
+        record = {"epoch": epoch + 1, **{f"loss_{k}": round(v, 4) for k, v in mean_loss.items()},
+                  **{f"val_{k}": v for k, v in val.items()}, "seconds": round(seconds, 1)}
+        history.append(record)
+        epochs.set_postfix(loss=f"{mean_loss['total']:.3f}", f1=f"{val.get('f1', float('nan')):.3f}",
+                           mAP=f"{val.get('map', float('nan')):.3f}")
+        score = val.get("map", float("nan")) if val else float("nan")
+        if not np.isfinite(score):
+            score = -mean_loss["total"]
+        payload = {
+            "head": HEAD, "config": cfg.to_dict(), "model": model.state_dict(),
+            "train": {**asdict(s), "data": str(data_dir), "history": history, "seconds": seconds,
+                      "parameters": count_parameters(model), "n_train_sections": len(train_set),
+                      "n_val_sections": len(val_set)},
+            "epoch": epoch + 1, "best": best,
+        }
+        if best is None or score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, **val}
+            payload["best"] = best
+            save_checkpoint(out, payload)
+        save_checkpoint(last_path, {**payload, "best": best, "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict()})
+    return {"best": best, "seconds": seconds, "parameters": count_parameters(model), "history": history,
+            "out": str(out), "last": str(last_path)}
