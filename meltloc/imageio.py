@@ -28,6 +28,19 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted((p for p in Path(folder).iterdir() if p.is_file() and is_image(p)), key=natural)
 
 
+def _quiet_decode(data: np.ndarray, flags: int):
+    """cv2.imdecode without OpenCV's own log lines on stderr (a corrupt file becomes one reported warning)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        return cv2.imdecode(data, flags)
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(data, flags)
+    finally:
+        logging.setLogLevel(level)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as a 2-D grey array, keeping its bit depth (uint8 or uint16).
 
@@ -46,7 +59,7 @@ def read_image(path: str | Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE
     try:
-        image = cv2.imdecode(data, flags)
+        image = _quiet_decode(data, flags)
     except cv2.error as exc:
         raise ImageReadError(f"cannot decode: {exc}", path) from exc
     del data

@@ -20,7 +20,7 @@ import pandas as pd
 from meltloc.atomic import write_csv, write_text
 from meltloc.errors import ManifestError, Problem
 
-COLUMNS = ["image", "top_m", "bottom_m", "section", "variant", "exposure", "focus"]
+COLUMNS = ["image", "top_m", "bottom_m", "section", "variant", "exposure", "focus", "line"]
 _PANGAEA_NAMES = {"image": "File name", "top_m": "Depth top [m]", "bottom_m": "Depth bot [m]"}
 _EXPOSURES = {"": "dark", "1": "bright", "2": "additional-2", "3": "additional-3", "4": "additional-4"}
 
@@ -57,7 +57,8 @@ class Manifest:
 
     Attributes:
         path: where it was read from (or None).
-        table: one row per image, columns :data:`COLUMNS`, in file order.
+        table: one row per image, columns :data:`COLUMNS`, in file order;
+            ``line`` is the 1-based line of the row in the file.
         problems: rows that were skipped or look wrong.
     """
 
@@ -206,6 +207,7 @@ def read_manifest(path: str | Path) -> Manifest:
             "variant": variant_of(name),
             "exposure": exposure if isinstance(exposure, str) and exposure else exposure_of(name),
             "focus": rec.get("focus") or "40mm",
+            "line": line,
         })
     if not rows:
         raise ManifestError("no usable row" + (f" ({problems[0].message})" if problems else ""), path)

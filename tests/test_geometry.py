@@ -1,0 +1,73 @@
+"""Core geometry: the depth <-> row map, the core's ends, and the check of each image's scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meltloc.geometry import DepthScale, find_core, scale_outliers
+from meltloc.imageio import read_image
+
+scales = st.builds(
+    lambda top_m, length_m, top_row, px_per_m: DepthScale(top_m, top_m + length_m, top_row, top_row + length_m * px_per_m),
+    top_m=st.floats(13.75, 2120.0),
+    length_m=st.floats(0.5, 2.0),
+    top_row=st.floats(0.0, 2000.0),
+    px_per_m=st.floats(500.0, 40000.0),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scale=scales, fraction=st.floats(-0.1, 1.1))
+def test_depth_to_row_to_depth_gives_back_the_depth(scale, fraction):
+    depth = scale.top_m + fraction * (scale.bottom_m - scale.top_m)
+    assert float(scale.row_to_depth(scale.depth_to_row(depth))) == pytest.approx(depth, abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scale=scales, row=st.floats(0.0, 45000.0))
+def test_row_to_depth_to_row_gives_back_the_row(scale, row):
+    assert float(scale.depth_to_row(scale.row_to_depth(row))) == pytest.approx(row, abs=1e-6)
+
+
+@given(scale=scales)
+def test_the_core_ends_map_to_the_manifest_depths(scale):
+    assert float(scale.depth_to_row(scale.top_m)) == pytest.approx(scale.top_row)
+    assert float(scale.depth_to_row(scale.bottom_m)) == pytest.approx(scale.bottom_row)
+    assert scale.mm_to_rows(1000.0) == pytest.approx(scale.px_per_m)
+
+
+def test_found_core_ends_lie_within_a_third_of_a_millimetre_of_the_drawn_ends(tiny_core):
+    sections = pd.read_csv(tiny_core / "truth_sections.csv")
+    for sec in sections.itertuples():
+        bounds = find_core(read_image(tiny_core / "images" / sec.image))
+        px_per_mm = sec.px_per_m / 1000
+        assert abs(bounds.top_row - sec.top_row) / px_per_mm < 0.3
+        assert abs(bounds.bottom_row - sec.bottom_row) / px_per_mm < 0.3
+
+
+def test_an_image_whose_scale_is_more_than_5_percent_off_the_others_is_named():
+    scales_px_per_m = {"227.png": 18600.0, "230.png": 18650.0, "233.png": 18550.0, "236.png": 20000.0}
+    off = scale_outliers(scales_px_per_m)
+    assert list(off) == ["236.png"]
+    assert off["236.png"] == pytest.approx(20000 / 18625 - 1)
+
+
+def test_scales_within_5_percent_and_a_lone_image_are_not_named():
+    assert scale_outliers({"a": 18600.0, "b": 19400.0, "c": 18000.0}) == {}
+    assert scale_outliers({"a": 18600.0}) == {}
+
+
+def test_find_core_is_unchanged_by_exposure():
+    rng = np.random.default_rng(0)
+    image = np.zeros((1200, 120), np.float32)
+    image[100:1100, 10:110] = 120 + 30 * rng.random((1000, 100))
+    dark = find_core(image.astype(np.uint8))
+    bright = find_core(np.clip(image * 1.8, 0, 255).astype(np.uint8))
+    assert dark.top_row == pytest.approx(100, abs=0.6)
+    assert dark.bottom_row == pytest.approx(1100, abs=0.6)
+    assert bright.top_row == pytest.approx(dark.top_row, abs=0.3)
+    assert bright.bottom_row == pytest.approx(dark.bottom_row, abs=0.3)
