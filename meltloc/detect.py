@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from meltloc.detectors import Detector, to_depths
 from meltloc.errors import MeltlocError, Problem
-from meltloc.imageio import is_image, list_images
+from meltloc.imageio import is_image, list_images, read_image
 from meltloc.manifest import Manifest
 from meltloc.progress import progress
 from meltloc.section import load_section
@@ -63,6 +64,14 @@ def collect_images(inputs: list[Path]) -> tuple[list[Path], list[Problem]]:
                 seen.add(key)
                 images.append(path)
     return images, problems
+
+
+def _read(path: Path):
+    """(image, None) or (None, the error): for the reader thread."""
+    try:
+        return read_image(path), None
+    except MeltlocError as exc:
+        return None, exc
 
 
 def _fmt(value) -> str:
@@ -117,12 +126,21 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
         Path(overlays).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     todo = [p for p in images if p.name not in done]
-    with open(partial, "a", newline="", encoding="utf-8") as f, open(done_path, "a", encoding="utf-8") as done_f:
+    # Decoding (the slowest step) of the next image overlaps with the work on this one;
+    # at most two images are in memory at once.
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(_read, todo[0]) if todo else None
+    with pool, open(partial, "a", newline="", encoding="utf-8") as f, open(done_path, "a", encoding="utf-8") as done_f:
         writer = csv.writer(f)
         bar = progress(todo, "detect", total=len(todo), enabled=show_progress, unit="image")
-        for path in bar:
+        for i, path in enumerate(bar):
+            image, error = pending.result()
+            pending = pool.submit(_read, todo[i + 1]) if i + 1 < len(todo) else None
             try:
-                section = load_section(path, manifest)
+                if error is not None:
+                    raise error
+                section = load_section(path, manifest, image=image)
+                del image
                 found = detector.detect(section, score_threshold=score_threshold)
             except MeltlocError as exc:
                 summary.problems.append(Problem(type(exc).__name__, str(path), None, exc.message))

@@ -58,7 +58,7 @@ class RegressionDetector:
     head = "regression"
 
     def __init__(self, checkpoint: dict, device: str = "cpu"):
-        from meltloc.models.regression import RegressionConfig, RegressionNet
+        from meltloc.models.regression import RegressionConfig, RegressionNet, fuse_for_inference
 
         self.checkpoint = checkpoint
         self.cfg = RegressionConfig.from_dict(checkpoint["config"])
@@ -66,9 +66,10 @@ class RegressionDetector:
         self.model = RegressionNet(self.cfg)
         try:
             self.model.load_state_dict(checkpoint["model"])
-        except (RuntimeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"regression weights do not fit the architecture: {exc}") from exc
-        self.model.to(device).eval()
+        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError("regression weights do not fit the architecture in its config "
+                                  "(written by another version of meltloc?); train again") from exc
+        self.model = fuse_for_inference(self.model.to(device))
         self.device = device
         self.score_threshold = float(checkpoint.get("score_threshold", self.cfg.score_threshold))
 
@@ -85,12 +86,28 @@ class RegressionDetector:
         return out
 
 
-_FACTORIES: dict[str, Callable[[dict, str], Detector]] = {"regression": RegressionDetector}
+# Head -> "module:class" of its detector, imported only when a checkpoint needs it.
+DETECTORS = {
+    "regression": "meltloc.detectors:RegressionDetector",
+    "yolo": "meltloc.models.yolo:YoloDetector",
+    "simple-cnn": "meltloc.models.classifiers:ClassifierDetector",
+    "enhanced-cnn": "meltloc.models.classifiers:ClassifierDetector",
+    "resnet34": "meltloc.models.classifiers:ClassifierDetector",
+    "vgg16": "meltloc.models.classifiers:ClassifierDetector",
+}
 
 
-def register(head: str, factory: Callable[[dict, str], Detector]) -> None:
-    """Make a head loadable by :func:`load_detector`."""
-    _FACTORIES[head] = factory
+def _factory(head: str) -> Callable[[dict, str], Detector] | None:
+    import importlib
+
+    target = DETECTORS.get(head)
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
 
 
 def load_detector(weights: str | Path, device: str = "cpu") -> Detector:
@@ -100,7 +117,7 @@ def load_detector(weights: str | Path, device: str = "cpu") -> Detector:
         CheckpointError: missing or foreign file, or a head this version cannot run.
     """
     ck = load_checkpoint(weights)
-    factory = _FACTORIES.get(ck["head"])
+    factory = _factory(ck["head"])
     if factory is None:
         raise CheckpointError(f"'{ck['head']}' checkpoints cannot be used by 'meltloc detect' in this version", weights)
     torch.set_grad_enabled(False)
@@ -108,9 +125,15 @@ def load_detector(weights: str | Path, device: str = "cpu") -> Detector:
 
 
 def to_depths(section: Section, detections: list[Detection]) -> list[dict]:
-    """Detection rows as CONTRACT.md has them (depths empty when the image has no manifest entry)."""
+    """Detection rows as CONTRACT.md has them, clipped to the core (depths empty without a manifest entry)."""
     rows = []
+    top, bottom = section.bounds.top_row, section.bounds.bottom_row
     for d in detections:
+        # Nothing lies outside the core: clip to its ends.
+        r0, r1 = max(d.row_from, top), min(d.row_to, bottom)
+        if r1 <= r0:
+            continue
+        d = Detection(d.type, d.score, r0, r1)
         if section.scale is not None:
             d0, d1 = (float(v) for v in section.scale.row_to_depth([d.row_from, d.row_to]))
             thickness = (d1 - d0) * 1000

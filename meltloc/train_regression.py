@@ -32,7 +32,7 @@ HEAD = "regression"
 class TrainSettings:
     """Training settings of the regression head (stored in the checkpoint)."""
 
-    epochs: int = 30
+    epochs: int = 40
     steps_per_epoch: int = 50
     batch: int = 8
     crop_rows: int = 2048
@@ -124,7 +124,8 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         ck = load_checkpoint(resume, expect_head=HEAD)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        # The schedule follows the (possibly longer) run asked for now.
+        sched.load_state_dict({**ck["scheduler"], "total_steps": total_steps})
         start_epoch, best, history = ck["epoch"], ck.get("best"), ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
@@ -164,11 +165,56 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
                       "n_val_sections": len(val_set)},
             "epoch": epoch + 1, "best": best,
         }
-        if best is None or score > best["score"]:
+        if best is None or score > best["score"] or not out.exists():
             best = {"score": score, "epoch": epoch + 1, **val}
             payload["best"] = best
             save_checkpoint(out, payload)
         save_checkpoint(last_path, {**payload, "best": best, "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict()})
+    # The operating threshold: the F1-best on the validation sections, with the best weights.
+    final = load_checkpoint(out, expect_head=HEAD)
+    model.load_state_dict(final["model"])
+    threshold, f1 = choose_threshold(model, val_set, truth) if val_set else (DEFAULT_THRESHOLD, float("nan"))
+    final["score_threshold"] = threshold
+    final["train"]["threshold_val_f1"] = f1
+    final["train"]["seconds"] = seconds
+    final["train"]["history"] = history
+    save_checkpoint(out, final)
     return {"best": best, "seconds": seconds, "parameters": count_parameters(model), "history": history,
-            "out": str(out), "last": str(last_path)}
+            "out": str(out), "last": str(last_path), "score_threshold": threshold}
+
+
+DEFAULT_THRESHOLD = 0.4
+
+
+def choose_threshold(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame) -> tuple[float, float]:
+    """The score threshold with the best melt-layer F1 at IoU 0.5 on the given (validation) strips.
+
+    Ties go to the threshold nearest 0.4, so a flat plateau does not push it to an extreme.
+    """
+    from meltloc.metrics import evaluate_intervals
+
+    pred = predict_samples(model, samples)
+    best = (DEFAULT_THRESHOLD, -1.0)
+    for thr in np.round(np.arange(0.1, 0.91, 0.05), 2):
+        f1 = evaluate_intervals(pred[pred["score"] >= thr], truth).overall["f1"]
+        f1 = -1.0 if not np.isfinite(f1) else f1
+        if f1 > best[1] + 1e-9 or (abs(f1 - best[1]) <= 1e-9 and abs(thr - 0.4) < abs(best[0] - 0.4)):
+            best = (float(thr), float(f1))
+    return best
+
+
+def train_cli(data, out, head: str = HEAD, seed: int = 0, device: str = "cpu", resume=None, **options) -> dict:
+    """``meltloc train --head regression``: train with the default settings, overridden by ``options``."""
+    settings = TrainSettings(seed=seed, device=device)
+    for name, value in options.items():
+        if not hasattr(settings, name):
+            raise TypeError(f"the regression head has no option '{name}'")
+        setattr(settings, name, value)
+    result = train(data, out, settings, resume=resume)
+    best = result["best"] or {}
+    nan = float("nan")
+    result["message"] = (f"wrote {out} (best epoch {best.get('epoch')}: val F1 {best.get('f1', nan):.3f}, "
+                         f"mean AP {best.get('map', nan):.3f}, boundary {best.get('boundary_mm', nan):.3f} mm; "
+                         f"{result['seconds'] / 60:.1f} min, {result['parameters']:,} parameters)")
+    return result

@@ -27,7 +27,8 @@ FCOS/ActionFormer in one dimension:
 * **Decoding**: candidates above a score threshold become intervals
   ``[t - d_start, t + d_end]``; 1-D NMS keeps the best; each kept interval's
   boundaries are the score-weighted mean of the candidates that agree with it
-  (IoU > 0.5), which averages the regression noise of many positions.
+  (IoU > 0.5, at least half its score), which averages the regression noise
+  of many positions.
 
 About 0.2 M parameters; a full-scale section (16,500 strip rows) runs in a
 few tens of milliseconds on a laptop CPU.
@@ -198,7 +199,7 @@ def label_positions(centers: torch.Tensor, intervals: torch.Tensor, classes: tor
     for (a, b), k in zip(intervals.tolist(), classes.tolist()):
         inside = (centers >= a) & (centers <= b)
         if not inside.any():
-            i = int(torch.clamp(torch.round(((a + b) / 2 - stride / 2) / stride), 0, n - 1))
+            i = int(min(max(round(((a + b) / 2 - stride / 2) / stride), 0), n - 1))
             if centers[i] < a - stride or centers[i] > b + stride:
                 continue
             inside = torch.zeros(n, dtype=torch.bool)
@@ -293,7 +294,7 @@ def pad_rows(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, extra), mode="replicate")
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: float | None = None,
                  max_candidates: int = 4000) -> list[tuple[str, float, float, float]]:
     """Detect intervals in one strip.
@@ -331,7 +332,7 @@ def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: floa
         keep = nms_1d(cb, cp, cfg.nms_iou)
         ious = iou_1d(cb[keep], cb)                                  # (K, M)
         for j, i in enumerate(keep.tolist()):
-            agree = ious[j] > 0.5
+            agree = (ious[j] > 0.5) & (cp >= 0.5 * cp[i])
             w = cp[agree] ** 2
             start = float((cb[agree, 0] * w).sum() / w.sum())
             end = float((cb[agree, 1] * w).sum() / w.sum())
@@ -340,9 +341,28 @@ def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: floa
     return out
 
 
+def fuse_for_inference(model: RegressionNet) -> RegressionNet:
+    """Fold every batch norm into the convolution before it (evaluation only; same outputs, ~15 % faster)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                conv, bn = module[i], module[i + 1]
+                if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    module[i] = fuse_conv_bn_eval(conv, bn)
+                    module[i + 1] = nn.Identity()
+        elif isinstance(module, _Res1d):
+            module.conv1, module.bn1 = fuse_conv_bn_eval(module.conv1, module.bn1), nn.Identity()
+            module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 __all__ = ["RegressionConfig", "RegressionNet", "Targets", "label_positions", "losses", "detect_strip",
-           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "pad_rows", "count_parameters"]
+           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "pad_rows", "count_parameters",
+           "fuse_for_inference"]

@@ -1,0 +1,153 @@
+"""The start/stop regression head: training through the CLI, detect in meters, and its 1-D pieces."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from meltloc.checkpoint import load_checkpoint, save_checkpoint
+from meltloc.detect import COLUMNS
+from meltloc.models.ops1d import decode_distances, encode_distances, iou_1d, nms_1d
+from meltloc.models.regression import (RegressionConfig, RegressionNet, fuse_for_inference, iou_loss_1d,
+                                       label_positions)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_core, tmp_path_factory):
+    """A convert output of the tiny core (strips at 4 px/mm) and a regression checkpoint trained for a few steps."""
+    work = tmp_path_factory.mktemp("regression")
+    conv = work / "conv"
+    result = run("convert", "--images", tiny_core / "images", "--sections", tiny_core / "sections.tab",
+                 "--labels", tiny_core / "features.csv", "--out", conv, "--px-per-mm", 4, "--quiet")
+    assert result.returncode == 0, result.stderr
+    weights = work / "w.pt"
+    result = run("train", "--head", "regression", "--data", conv, "--out", weights, "--epochs", 2,
+                 "--steps-per-epoch", 2, "--batch", 2, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    return conv, weights
+
+
+def test_positions_decode_back_to_their_intervals():
+    centers = torch.arange(50, dtype=torch.float32) * 2 + 1
+    intervals = torch.tensor([[10.3, 19.7], [40.0, 40.8], [60.0, 90.5]])
+    t = label_positions(centers, intervals, torch.tensor([0, 1, 0]), torch.tensor([[95.0, 97.0]]), stride=2)
+    pos = t.labels >= 0
+    decoded = decode_distances(centers[pos], encode_distances(centers[pos], t.intervals[pos]))
+    assert torch.allclose(decoded, t.intervals[pos])
+    # every interval got at least one position, a thin one too, with its class
+    for (a, b), k in zip(intervals.tolist(), [0, 1, 0]):
+        mine = pos & (t.intervals[:, 0] == a)
+        assert mine.any() and (t.labels[mine] == k).all()
+    assert t.ignore[(centers > 95) & (centers < 97)].all()
+    assert not (t.ignore & pos).any()
+
+
+def test_nms_keeps_the_best_of_duplicates_and_distinct_layers():
+    boxes = torch.tensor([[10.0, 20.0], [11.0, 20.5], [30.0, 35.0], [9.5, 19.0]])
+    keep = nms_1d(boxes, torch.tensor([0.6, 0.9, 0.8, 0.5]), iou_threshold=0.3)
+    assert keep.tolist() == [1, 2]
+    assert iou_1d(boxes[:1], boxes[:1]).item() == pytest.approx(1.0)
+    assert iou_loss_1d(boxes, boxes).abs().max().item() < 1e-6
+
+
+def test_fused_network_gives_the_same_outputs():
+    torch.manual_seed(0)
+    model = RegressionNet(RegressionConfig()).eval()
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.rand(1, 1, 256, 64)
+    with torch.no_grad():
+        a = model(x)
+        b = fuse_for_inference(model)(x)
+    assert torch.allclose(a[0], b[0], atol=1e-4) and torch.allclose(a[1], b[1], atol=1e-3)
+
+
+def test_training_writes_one_self_contained_checkpoint(trained):
+    _, weights = trained
+    ck = load_checkpoint(weights)
+    assert ck["head"] == "regression"
+    assert ck["config"]["px_per_mm"] == 4.0 and ck["config"]["width"] == 64
+    assert ck["config"]["classes"] == ("melt_layer", "melt_lens")
+    assert ck["train"]["seed"] == 1 and ck["train"]["epochs"] == 2
+    assert 0 < ck["score_threshold"] < 1
+    assert ck["version"] and ck["train"]["seconds"] > 0
+    assert len(ck["train"]["history"]) == 2
+
+
+def test_training_resumes_from_the_last_epoch(trained, tmp_path):
+    conv, weights = trained
+    out = tmp_path / "more.pt"
+    result = run("train", "--head", "regression", "--data", conv, "--out", out, "--epochs", 3,
+                 "--steps-per-epoch", 2, "--batch", 2, "--seed", 1, "--resume", weights.with_suffix(".last.pt"))
+    assert result.returncode == 0, result.stderr
+    history = load_checkpoint(out.with_suffix(".last.pt"))["train"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_detect_writes_the_contract_columns_in_meters(trained, tiny_core, tmp_path):
+    _, weights = trained
+    out = tmp_path / "det.csv"
+    result = run("detect", tiny_core / "images", "--sections", tiny_core / "sections.tab", "--weights", weights,
+                 "--out", out, "--min-score", 0.01, "--overlays", tmp_path / "ov")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == COLUMNS
+    assert not out.with_name("det.csv.partial").exists()
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["227.png", "230.png", "233.png"]
+    if len(table):
+        assert set(table["type"]) <= {"melt_layer", "melt_lens"}
+        assert (table["depth_to_m"] >= table["depth_from_m"]).all()
+        assert np.allclose(table["thickness_mm"], (table["depth_to_m"] - table["depth_from_m"]) * 1000, atol=1e-3)
+        assert table["depth_from_m"].between(124.30, 129.25).all()
+
+
+def test_detect_goes_on_past_bad_images_and_unknown_sections(trained, tiny_core, tmp_path):
+    _, weights = trained
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(tiny_core / "images" / "227.png", folder / "227.png")
+    (folder / "228.png").write_bytes((tiny_core / "images" / "230.png").read_bytes()[:3000])  # truncated
+    shutil.copy(tiny_core / "images" / "233.png", folder / "999.png")  # not in the manifest
+    out = tmp_path / "det.csv"
+    result = run("detect", folder, "--sections", tiny_core / "sections.tab", "--weights", weights, "--out", out,
+                 "--min-score", 0.01)
+    assert result.returncode == 0, result.stderr
+    assert "228.png" in result.stderr and "999.png" in result.stderr
+    assert "Traceback" not in result.stderr
+    table = pd.read_csv(out)
+    assert set(table["image"]) <= {"227.png", "999.png"}
+    unknown = table[table["image"] == "999.png"]
+    assert unknown["depth_from_m"].isna().all() and unknown["row_from"].notna().all()
+
+
+@pytest.mark.parametrize("make_weights, message", [
+    (lambda p: None, "not found"),
+    (lambda p: p.write_text("not a checkpoint"), "not a readable checkpoint"),
+    (lambda p: torch.save({"model": {}}, p), "not a meltloc checkpoint"),
+    (lambda p: save_checkpoint(p, {"head": "regression", "config": {}, "model": {"x": torch.zeros(1)}}),
+     "do not fit"),
+])
+def test_bad_weights_give_one_line_and_exit_2(tiny_core, tmp_path, make_weights, message):
+    weights = tmp_path / "w.pt"
+    make_weights(weights)
+    result = run("detect", tiny_core / "images", "--sections", tiny_core / "sections.tab", "--weights", weights,
+                 "--out", tmp_path / "d.csv")
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
