@@ -110,8 +110,7 @@ def convert(
     result = run_convert(images, sections, labels, out, config, show_progress=not quiet)
     for line in result.summary():
         console.print(line, highlight=False, soft_wrap=True)
-    for line in result.warning_lines():
-        console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    warn(result.warning_lines())
 
 
 HEADS_HELP = "regression, yolo, simple-cnn, enhanced-cnn, resnet34 or vgg16"
@@ -214,14 +213,17 @@ def _print_detections(table) -> None:
     Console().print(shown)
 
 
+def warn(lines) -> None:
+    """Print warning lines on stderr."""
+    for line in lines:
+        console.print(f"[yellow]warning:[/] {escape(str(line))}", highlight=False, soft_wrap=True)
+
+
 def _print_problems(problems) -> None:
-    """One line per kind of problem, with a count and the first case."""
-    by_kind: dict[str, list] = {}
-    for p in problems:
-        by_kind.setdefault(p.kind, []).append(p)
-    for kind, items in by_kind.items():
-        more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
-        console.print(f"[yellow]warning:[/] {items[0]}{more}", highlight=False, soft_wrap=True)
+    """One line per kind of problem, with the first case and how many more."""
+    from meltloc.errors import problem_lines
+
+    warn(problem_lines(problems))
 
 
 @app.command()
@@ -266,14 +268,12 @@ def evaluate(
     lens_hit_rate        lens_hits / n_lens_truth
     lens_precision       lens_hits / predicted lenses not on an ignore region
     """
-    from rich.markup import escape
-
-    from meltloc.evaluate import evaluate_files, problem_lines, render, save_csv, save_json
+    from meltloc.errors import problem_lines
+    from meltloc.evaluate import evaluate_files, render, save_csv, save_json
 
     result = evaluate_files(pred, truth, sections=sections, alignment=alignment, split=split, images=images,
                             iou=iou, lens_tol_mm=lens_tol_mm, ap_points=ap_points, ignore_pad_mm=ignore_pad_mm)
-    for line in problem_lines(result.problems):
-        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    warn(problem_lines(result.problems))
     out = Console()
     for table in render(result, per_image=per_image):
         out.print(table)

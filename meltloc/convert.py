@@ -79,7 +79,7 @@ import pandas as pd
 from meltloc import BUBBLE_FREE, IGNORE_TYPES, MELT_LAYER, MELT_LENS, UNCERTAIN
 from meltloc.alignment import ALIGNMENT_COLUMNS, FLAG_NO_LAYER, AlignConfig, Alignment, align_section
 from meltloc.atomic import write_csv
-from meltloc.errors import DatasetError, GeometryError, ImageReadError, LabelTableError, Problem
+from meltloc.errors import DatasetError, GeometryError, ImageReadError, LabelTableError, Problem, problem_lines
 from meltloc.formats_coco import coco_split, write_coco
 from meltloc.formats_yolo import CLASSES, TileConfig, write_data_yaml, write_strip_tiles
 from meltloc.geometry import DepthScale, scale_outliers
@@ -188,14 +188,8 @@ class ConvertResult:
         return lines
 
     def warning_lines(self) -> list[str]:
-        """One line per kind of problem: count and the first case."""
-        by_kind: dict[str, list[Problem]] = {}
-        for p in self.problems:
-            by_kind.setdefault(p.kind, []).append(p)
-        out = []
-        for kind, items in by_kind.items():
-            more = f" ({len(items)} rows; first: {items[0]})" if len(items) > 1 else f": {items[0]}"
-            out.append(f"{kind}{more}")
+        """One line per kind of problem (the first case and how many more), then where the full list is."""
+        out = problem_lines(self.problems)
         if out:
             out.append(f"full list: {self.out / 'warnings.csv'}")
         return out

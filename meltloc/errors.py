@@ -79,3 +79,20 @@ class Problem:
 
 class SplitError(MeltlocError):
     """A splits file or split fractions cannot be used."""
+
+
+def problem_lines(problems, first: int = 1) -> list[str]:
+    """One line per kind of problem: the first case(s) and how many more there are.
+
+    Real inputs hold many bad rows of one kind (a melt log covers far more core
+    than was imaged); a person wants one line per kind, not thousands.
+    """
+    by_kind: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_kind.setdefault(p.kind, []).append(p)
+    lines = []
+    for items in by_kind.values():
+        more = f" (and {len(items) - first} more like it)" if len(items) > first else ""
+        lines.extend(str(p) for p in items[:first - 1])
+        lines.append(str(items[min(first, len(items)) - 1]) + more)
+    return lines

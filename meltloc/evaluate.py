@@ -359,19 +359,6 @@ def evaluate_files(pred: str | Path, truth: str | Path, sections: str | Path | N
 # --------------------------------------------------------------------------- writing and showing
 
 
-def problem_lines(problems: Sequence[Problem], first: int = 1) -> list[str]:
-    """One line per kind of problem: the first case(s) and how many more there are."""
-    by_kind: dict[str, list[Problem]] = {}
-    for p in problems:
-        by_kind.setdefault(p.kind, []).append(p)
-    lines = []
-    for items in by_kind.values():
-        more = f" (and {len(items) - first} more like it)" if len(items) > first else ""
-        lines.extend(str(p) for p in items[:first - 1])
-        lines.append(str(items[min(first, len(items)) - 1]) + more)
-    return lines
-
-
 def save_json(result: EvalResult, path: str | Path) -> None:
     """Write :meth:`EvalResult.to_dict` as JSON (NaN as null), atomically."""
     write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")

@@ -117,7 +117,7 @@ class Crop:
 
 def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus: float = 0.6,
                 augment: bool = True) -> Crop:
-    """A crop of ``rows`` strip rows, often centred near a true interval, augmented.
+    """A crop of ``rows`` strip rows, often centred near a true interval or a core end, augmented.
 
     Augmentation (when ``augment``): scale jitter along depth (0.85-1.15),
     vertical and horizontal flips, gain, gamma, blur and noise.
@@ -127,9 +127,13 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     zoom = rng.uniform(0.85, 1.15) if augment else 1.0
     src_rows = int(round(rows / zoom))
     h = pix.shape[0]
-    if len(iv) and rng.random() < focus:
+    u = rng.random()
+    if len(iv) and u < focus:
         a, b = iv[rng.integers(len(iv))]
         centre = rng.uniform(a, b) + rng.uniform(-0.4, 0.4) * src_rows
+    elif u < focus + 0.1:
+        # The core's cut ends are dark edges that are not melt layers: show them often.
+        centre = rng.choice([0, h]) + rng.uniform(-0.3, 0.3) * src_rows
     else:
         centre = rng.uniform(0, h)
     top = int(np.clip(round(centre - src_rows / 2), 0, max(0, h - src_rows)))
