@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import run_cli as run
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.detect import COLUMNS
 from meltloc.models.ops1d import decode_distances, encode_distances, iou_1d, nms_1d
@@ -21,24 +20,9 @@ from meltloc.models.regression import (RegressionConfig, RegressionNet, fuse_for
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd)
-
-
 @pytest.fixture(scope="module")
-def trained(tiny_core, tmp_path_factory):
-    """A convert output of the tiny core (strips at 4 px/mm) and a regression checkpoint trained for a few steps."""
-    work = tmp_path_factory.mktemp("regression")
-    conv = work / "conv"
-    result = run("convert", "--images", tiny_core / "images", "--sections", tiny_core / "sections.tab",
-                 "--labels", tiny_core / "features.csv", "--out", conv, "--px-per-mm", 4, "--quiet")
-    assert result.returncode == 0, result.stderr
-    weights = work / "w.pt"
-    result = run("train", "--head", "regression", "--data", conv, "--out", weights, "--epochs", 2,
-                 "--steps-per-epoch", 2, "--batch", 2, "--seed", 1)
-    assert result.returncode == 0, result.stderr
-    return conv, weights
+def trained(tiny_trained):
+    return tiny_trained
 
 
 def test_positions_decode_back_to_their_intervals():
