@@ -84,7 +84,7 @@ def _fmt(value) -> str:
 
 def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: Manifest | None = None,
                   overlays: Path | None = None, resume: bool = False, score_threshold: float | None = None,
-                  show_progress: bool = True) -> DetectSummary:
+                  show_progress: bool = True, threads: int | None = None) -> DetectSummary:
     """Run a detector over images and write the detections CSV (CONTRACT.md columns).
 
     Args:
@@ -95,6 +95,7 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
         overlays: folder for one PNG per image with the detections drawn.
         resume: continue an interrupted run into the same ``out``.
         score_threshold: keep detections scoring at least this (None: the head's own).
+        threads: torch threads; None leaves one core to the image decoder (at least 1).
 
     Raises:
         MeltlocError: no image could be processed at all.
@@ -126,6 +127,9 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
         Path(overlays).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     todo = [p for p in images if p.name not in done]
+    import torch
+
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
     # Decoding (the slowest step) of the next image overlaps with the work on this one;
     # at most two images are in memory at once.
     pool = ThreadPoolExecutor(max_workers=1)

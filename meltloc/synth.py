@@ -46,6 +46,7 @@ import pandas as pd
 
 from meltloc import BUBBLE_FREE, MELT_LAYER, MELT_LENS, UNCERTAIN
 from meltloc.atomic import write_csv
+from meltloc.errors import MeltlocError
 from meltloc.geometry import DepthScale
 from meltloc.imageio import write_image
 from meltloc.labels import write_labels
@@ -100,9 +101,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.image_format.lower().lstrip(".") not in ("png", "bmp", "tif", "tiff"):
-            raise ValueError(f"image format must be png, bmp or tif, not {self.image_format!r}")
+            raise MeltlocError(f"image format must be png, bmp or tif, not {self.image_format!r}")
         if (self.first_bag - FIRST_BAG) % 3:
-            raise ValueError(f"first bag must be 26 + 3k (a section's first bag), not {self.first_bag}")
+            raise MeltlocError(f"first bag must be 26 + 3k (a section's first bag), not {self.first_bag}")
         self.image_format = self.image_format.lower().lstrip(".")
 
     @property
