@@ -19,7 +19,7 @@ import torch
 
 from meltloc import MELT_LAYER
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
-from meltloc.errors import DatasetError
+from meltloc.errors import CheckpointError, DatasetError
 from meltloc.models.regression import (RegressionConfig, RegressionNet, count_parameters, detect_strip,
                                        label_positions, losses, normalise_strip)
 from meltloc.progress import progress
@@ -123,6 +123,9 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
     start_epoch, best, history, seconds = 0, None, [], 0.0
     if resume is not None:
         ck = load_checkpoint(resume, expect_head=HEAD)
+        if "optimizer" not in ck or "scheduler" not in ck:
+            raise CheckpointError(f"holds no optimizer state; resume from {Path(resume).with_suffix('.last.pt').name}",
+                                  resume)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         # The schedule follows the (possibly longer) run asked for now.
