@@ -72,6 +72,7 @@ def draw_overlay(section: Section, detections: list[dict], path: str | Path, lab
 
 
 IGNORE_COLOUR = "#8e8e93"
+TRUTH_LENS_COLOUR = "#30b0c7"
 
 
 def draw_comparison(section: Section, truth: list[dict], lanes: dict[str, list[dict]], path: str | Path,
@@ -79,7 +80,7 @@ def draw_comparison(section: Section, truth: list[dict], lanes: dict[str, list[d
     """Write a PNG: the section strip with the truth and each head's intervals in lanes beside it.
 
     The strip is cut along depth into ``panels`` columns; in each, the core
-    image, then a lane for the truth (green; ignore regions grey), then one
+    image, then a lane for the truth (green; lenses blue, ignore regions grey), then one
     lane per head (red: melt layer, yellow: lens). Intervals thinner than
     1.5 strip rows are drawn 1.5 rows high so that they stay visible.
 
@@ -102,7 +103,7 @@ def draw_comparison(section: Section, truth: list[dict], lanes: dict[str, list[d
     names = ["truth", *lanes]
     lane_w, gap = 10.0, 3.0
     x_end = 40 + gap + len(names) * (lane_w + gap)
-    fig = Figure(figsize=(panels * (0.9 + 0.32 * len(names)), 11.5), layout="constrained")
+    fig = Figure(figsize=(max(7.5, panels * (0.9 + 0.32 * len(names))), 11.5), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     for k, ax in enumerate(axes):
         a, b = k * per, min(n, (k + 1) * per)
@@ -118,7 +119,8 @@ def draw_comparison(section: Section, truth: list[dict], lanes: dict[str, list[d
                     continue
                 kind = r.get("type", MELT_LAYER)
                 if name == "truth":
-                    colour = IGNORE_COLOUR if kind in ("uncertain", "bubble_free") else COLOURS["truth"]
+                    colour = {"uncertain": IGNORE_COLOUR, "bubble_free": IGNORE_COLOUR,
+                              "melt_lens": TRUTH_LENS_COLOUR}.get(kind, COLOURS["truth"])
                 else:
                     colour = COLOURS.get(kind, "#0a84ff")
                 height = max(s1 - s0, 1.5)
@@ -138,7 +140,7 @@ def draw_comparison(section: Section, truth: list[dict], lanes: dict[str, list[d
         for side in ("right", "bottom"):
             ax.spines[side].set_visible(False)
     axes[0].set_ylabel("depth [m]" if section.scale is not None else "image row")
-    fig.suptitle((title or section.name) + "\ngreen: truth (grey: ignore regions); red: melt layer; yellow: lens",
-                 fontsize=9)
+    fig.suptitle((title or section.name) + "\ntruth: green melt layer, blue lens, grey ignore region; "
+                 "detections: red melt layer, yellow lens", fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
