@@ -195,7 +195,7 @@ def run_demo(out: str | Path, trainers: Mapping[str, str], settings: DemoSetting
             with torch.enable_grad():
                 summary = _trainer(trainers[head])(conv, path, head=head, seed=s.seed, device=s.device,
                                                    resume=None, **options)
-            with torch.no_grad():  # load_detector switches gradients off for the whole process; not here
+            with torch.no_grad():
                 load_detector(path, s.device)  # it must also load
         except Exception as exc:  # a head still being written must not stop the others
             text = exc.message if isinstance(exc, MeltlocError) else f"{type(exc).__name__}: {exc}"
@@ -215,14 +215,16 @@ def run_demo(out: str | Path, trainers: Mapping[str, str], settings: DemoSetting
     log(f"detect: {first} on the {len(test.images)} test section(s) -> {result.detections}, overlays in "
         f"{out / 'overlays'}")
     t0 = time.time()
-    summary = detect_images(test.images, load_detector(path, s.device), result.detections, test.manifest,
-                            overlays=out / "overlays", show_progress=show_progress)
+    with torch.no_grad():
+        summary = detect_images(test.images, load_detector(path, s.device), result.detections, test.manifest,
+                                overlays=out / "overlays", show_progress=show_progress)
     result.seconds["detect"] = time.time() - t0
     log(f"  {summary.detections} detection(s) in {summary.images} image(s)")
 
     log(f"compare: {', '.join(result.trained)} on the test split -> {out / 'report'}")
     t0 = time.time()
-    result.compare = run_compare(conv, list(result.trained.values()), out / "report", images=core / "images",
-                                 device=s.device, show_progress=show_progress)
+    with torch.no_grad():
+        result.compare = run_compare(conv, list(result.trained.values()), out / "report", images=core / "images",
+                                     device=s.device, show_progress=show_progress)
     result.seconds["compare"] = time.time() - t0
     return result

@@ -120,7 +120,6 @@ def load_detector(weights: str | Path, device: str = "cpu") -> Detector:
     factory = _factory(ck["head"])
     if factory is None:
         raise CheckpointError(f"'{ck['head']}' checkpoints cannot be used by 'meltloc detect' in this version", weights)
-    torch.set_grad_enabled(False)
     return factory(ck, device)
 
 

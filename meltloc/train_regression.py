@@ -119,7 +119,10 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
     model = RegressionNet(cfg).to(s.device)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     total_steps = s.epochs * s.steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total_steps, pct_start=0.1)
+    if total_steps >= 20:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total_steps, pct_start=0.1)
+    else:  # too few steps for a warm-up and a decay
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     start_epoch, best, history, seconds = 0, None, [], 0.0
     if resume is not None:
         ck = load_checkpoint(resume, expect_head=HEAD)
@@ -129,7 +132,8 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         # The schedule follows the (possibly longer) run asked for now.
-        sched.load_state_dict({**ck["scheduler"], "total_steps": total_steps})
+        if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) and "total_steps" in ck["scheduler"]:
+            sched.load_state_dict({**ck["scheduler"], "total_steps": total_steps})
         start_epoch, best, history = ck["epoch"], ck.get("best"), ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
