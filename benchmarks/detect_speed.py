@@ -71,7 +71,7 @@ def main() -> None:
         rec = manifest.find(path.name)
         section = Section(path.name, path, im, bounds, DepthScale(rec.top_m, rec.bottom_m, bounds.top_row, bounds.bottom_row))
         cfg = getattr(detector, "cfg", None)
-        if cfg is not None and hasattr(detector, "model"):
+        if detector.head == "regression":
             from meltloc.models.regression import detect_strip
 
             strip = section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset)
