@@ -70,8 +70,12 @@ def test_ultralytics_default_scaling_would_lose_thin_boxes(tmp_path):
     """The reason for scale=0: with a strong scale jitter ultralytics drops thin boxes (the check itself works)."""
     from meltloc.models.yolo import YoloSettings, count_kept_labels
 
+    import random
+
+    random.seed(0)  # ultralytics draws its augmentation from `random` and numpy
+    np.random.seed(0)
     data = _thin_box_dataset(tmp_path, box_rows=4.0)
-    n_in, n_out = count_kept_labels(data, YoloSettings(batch=4, scale=0.9), passes=4)
+    n_in, n_out = count_kept_labels(data, YoloSettings(batch=4, scale=0.9), passes=16)
     assert n_out < n_in
 
 
