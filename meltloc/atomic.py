@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from meltloc.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -44,3 +46,26 @@ def write_csv(df, path: str | Path, **kwargs) -> None:
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, **kwargs)
+
+
+def ensure_writable(path: str | Path, folder: bool = False) -> None:
+    """Check up front, before any long work, that ``path`` can be written.
+
+    ``folder`` True: ``path`` is an output folder (created here); otherwise a
+    file whose folder is created here.
+
+    Raises:
+        OutputError: the folder cannot be created or written, or a folder stands where the file should go.
+    """
+    path = Path(path)
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocked = next((p for p in [where, *where.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocked} is a file, not a folder" if blocked is not None else (exc.strerror or str(exc))
+        raise OutputError(f"cannot create the output folder ({why}); choose another --out", where) from exc
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputError("the output folder is not writable; choose another --out", where)
+    if not folder and path.is_dir():
+        raise OutputError("is a folder; give a file name", path)

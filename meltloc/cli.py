@@ -6,6 +6,7 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from meltloc import __version__
+from meltloc.atomic import ensure_writable
 from meltloc.errors import MeltlocError
 
 app = typer.Typer(
@@ -107,6 +109,7 @@ def convert(
                            lens_half_mm=lens_half_mm, ignore_half_mm=ignore_half_mm,
                            align=AlignConfig(search_mm=search_mm),
                            tiles=TileConfig(rows=tile_rows, overlap=tile_overlap, min_box_rows=min_box_rows))
+    ensure_writable(out, folder=True)
     result = run_convert(images, sections, labels, out, config, show_progress=not quiet)
     for line in result.summary():
         console.print(line, highlight=False, soft_wrap=True)
@@ -149,6 +152,7 @@ def train(
     trainer = TRAINERS.get(head)
     if trainer is None:
         fail(f"unknown head '{head}': choose {HEADS_HELP}")
+    ensure_writable(out)
     import importlib
 
     module, _, name = trainer.partition(":")
@@ -187,10 +191,17 @@ def detect(
     if not inputs:
         inputs = [SAMPLE_IMAGES]
         sections = sections or SAMPLE_SECTIONS
+    ensure_writable(out)
+    if overlays is not None:
+        ensure_writable(overlays, folder=True)
     detector = load_detector(weights or DEFAULT_WEIGHTS, device)
     manifest = read_manifest(sections) if sections is not None else None
-    summary = detect_images(list(inputs), detector, out, manifest, overlays, resume, min_score, show_progress=not quiet,
-                            threads=threads)
+    try:
+        summary = detect_images(list(inputs), detector, out, manifest, overlays, resume, min_score,
+                                show_progress=not quiet, threads=threads)
+    except (KeyboardInterrupt, Terminated):
+        warn([f"the images finished so far are kept in {out}.partial: rerun the same command with --resume"])
+        raise
     if not quiet and summary.table is not None:
         _print_detections(summary.table)
     _print_problems(summary.problems, first=20)  # each skipped image matters: name them
@@ -273,6 +284,9 @@ def evaluate(
     from meltloc.errors import problem_lines
     from meltloc.evaluate import evaluate_files, render, save_csv, save_json
 
+    for path in (json_out, csv_out):
+        if path is not None:
+            ensure_writable(path)
     result = evaluate_files(pred, truth, sections=sections, alignment=alignment, split=split, images=images,
                             iou=iou, lens_tol_mm=lens_tol_mm, ap_points=ap_points, ignore_pad_mm=ignore_pad_mm)
     warn(problem_lines(result.problems))
@@ -310,6 +324,7 @@ def compare(
     from meltloc.compare import render_table, run_compare
     from meltloc.errors import problem_lines
 
+    ensure_writable(out, folder=True)
     result = run_compare(data, [*(weights or []), *(more_weights or [])], out, images=images, sections=sections,
                          truth=truth, ap_min_score=ap_min_score, device=device, figure_image=figure_image,
                          show_progress=not quiet)
@@ -343,6 +358,7 @@ def demo(
     unknown = [h for h in heads if h not in TRAINERS]
     if unknown:
         fail(f"unknown head '{unknown[0]}': choose {HEADS_HELP}")
+    ensure_writable(out, folder=True)
     settings = DemoSettings(sections=sections, px_per_cm=px_per_cm, seed=seed, heads=heads, device=device)
     result = run_demo(out, TRAINERS, settings, log=lambda line: console.print(line, highlight=False, soft_wrap=True),
                       show_progress=not quiet)
@@ -359,8 +375,23 @@ def demo(
     console.print("figures: " + ", ".join(figures), highlight=False, soft_wrap=True)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that open files are closed as after Ctrl-C.
+
+    Not a KeyboardInterrupt, which click turns into its own exit before :func:`main` sees it.
+    """
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main() -> None:
-    """Console-script entry point: run the app, turning library errors into one line."""
+    """Console-script entry point: run the app, turning library errors into one line.
+
+    SIGTERM is handled like Ctrl-C (files closed, finished work kept) and exits with 143; Ctrl-C with 130.
+    """
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app(prog_name="meltloc")
     except MeltlocError as exc:
@@ -374,6 +405,9 @@ def main() -> None:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Terminated:
+        console.print("stopped by SIGTERM", highlight=False)
+        sys.exit(143)
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)
         sys.exit(130)

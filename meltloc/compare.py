@@ -9,29 +9,31 @@ The steps, each usable on its own:
 2. :func:`load_heads`: every checkpoint as a detector (all are loaded, and
    so checked, before any work starts).
 3. :func:`run_heads`: each section is decoded once and handed to every
-   detector in turn. Two calls per detector and section:
+   detector in turn, which is asked for two sets of detections:
 
-   * the **ranking** call, at a low threshold (``ap_min_score``, 0.05): every
-     candidate with its score, for the mean AP over IoU 0.3-0.7. It comes
-     first and is not timed (on the first section it also takes each
-     detector's first-call set-up).
-   * the **operating** call, at the head's own score threshold (chosen on the
+   * the **operating** set, at the head's own score threshold (chosen on the
      validation sections when it was trained): exactly what ``meltloc
      detect`` writes. It gives F1, precision, recall, boundary error, recall
      by thickness and lens hits, and it is the one timed: **seconds per
-     section** is the mean wall time of ``detector.detect(section)`` and
-     excludes reading and decoding the image and finding the core, which are
-     timed once per section and reported apart (``decode_seconds``).
+     section** is the median wall time of ``detector.detect(section)`` over
+     the sections (so the first call's set-up does not count). Reading and
+     decoding the image and finding the core are timed once per section and
+     reported apart (``decode_seconds``).
+   * the **ranking** set, at a low threshold (``ap_min_score``, 0.05): every
+     candidate with its score, for the mean AP over IoU 0.3-0.7. It is a
+     second, untimed call; when a head's threshold is at or below
+     ``ap_min_score`` the operating set serves for both.
 
-   The operating detections are not filtered from the ranking call because
+   The operating detections are not filtered from the ranking set because
    what a head does with a threshold is its own business: the regression
    head decodes (1-D NMS, boundary voting) among the candidates above it, so
    its output depends on it weakly; the slice classifiers decide windows at
    their operating threshold whatever is passed and use a passed threshold
    as a floor on interval scores, so filtering their low-threshold output at
-   the window threshold would drop intervals ``meltloc detect`` keeps. When
-   a head's threshold is at or below ``ap_min_score`` one call serves for
-   both (after an untimed warm-up call on the first section).
+   the window threshold would drop intervals ``meltloc detect`` keeps. The
+   slice classifiers answer both thresholds from one window prediction
+   (``detect_thresholds``), and that one call is timed: the prediction is
+   what costs, decoding twice takes milliseconds.
 
 4. :func:`score_head`: the figures of one head with
    :func:`meltloc.metrics.evaluate_intervals`, its size and training time
@@ -315,19 +317,37 @@ def load_heads(weights: Sequence[str | Path], device: str = "cpu") -> list[Head]
     return [Head(label, p, d, _threshold_of(d)) for label, p, d in zip(labels, paths, detectors)]
 
 
-def _detect(head: Head, section: Section, score_threshold: float | None,
-            problems: list[Problem]) -> tuple[list[dict], float]:
+def _detect(head: Head, section: Section, thresholds: list[float | None],
+            problems: list[Problem]) -> tuple[list[list[dict]], float]:
+    """Detection rows of ``section`` at each threshold (None: the head's own) and the seconds of the first.
+
+    A detector with ``detect_thresholds`` (the slice classifiers) answers all
+    thresholds from one prediction, and the time covers that one call.
+    """
     from meltloc.detectors import to_depths
 
-    t0 = time.perf_counter()
+    many = getattr(head.detector, "detect_thresholds", None)
+    out, seconds = [], 0.0
     try:
-        found = head.detector.detect(section, score_threshold=score_threshold)
+        if many is not None:
+            t0 = time.perf_counter()
+            found = many(section, thresholds)
+            seconds = time.perf_counter() - t0
+        else:
+            found = []
+            for i, threshold in enumerate(thresholds):
+                t0 = time.perf_counter()
+                found.append(head.detector.detect(section, score_threshold=threshold))
+                if i == 0:
+                    seconds = time.perf_counter() - t0
     except MeltlocError as exc:
         problems.append(Problem("compare_detect_failed", str(section.path), None,
                                 f"{head.label} failed on {section.name} ({exc.message}); counted as no detection"))
-        found = []
-    seconds = time.perf_counter() - t0
-    return to_depths(section, found), seconds
+        found = [[] for _ in thresholds]
+        seconds = float("nan")
+    for rows in found:
+        out.append(to_depths(section, rows))
+    return out, seconds
 
 
 @dataclass
@@ -362,19 +382,14 @@ def run_heads(test: SplitSections, heads: list[Head], ap_min_score: float = AP_M
             stats.problems.append(Problem("compare_section_skipped", str(path), None, f"{exc.message}; skipped"))
             continue
         stats.decode_seconds.append(time.perf_counter() - t0)
-        first = not stats.sections
         stats.sections.append(section.name)
         for head in heads:
             one_call = head.score_threshold is not None and head.score_threshold <= ap_min_score
-            if not one_call:  # untimed; on the first section it also takes the first-call set-up
-                head.ranking += _detect(head, section, ap_min_score, stats.problems)[0]
-            elif first:
-                _detect(head, section, None, [])  # first-call set-up, not timed
-            rows, seconds = _detect(head, section, None, stats.problems)
-            head.operating += rows
+            thresholds = [None] if one_call else [None, ap_min_score]
+            found, seconds = _detect(head, section, thresholds, stats.problems)
+            head.operating += found[0]
+            head.ranking += found[-1]
             head.seconds.append(seconds)
-            if one_call:
-                head.ranking += rows
         del section
     if not stats.sections:
         first = f" ({stats.problems[0]})" if stats.problems else ""
@@ -422,6 +437,12 @@ def slice_accuracy_of(detector: Detector, test: SplitSections, device: str = "cp
         return float("nan"), f"no slice accuracy ({exc.message})"
 
 
+def _median_seconds(seconds: list[float]) -> float:
+    """Median seconds of the timed calls (NaN when none succeeded): the first call's set-up does not count."""
+    ok = [s for s in seconds if np.isfinite(s)]
+    return float(np.median(ok)) if ok else float("nan")
+
+
 def _table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DETECTION_COLUMNS)
 
@@ -439,7 +460,7 @@ def score_head(head: Head, test: SplitSections, stats: RunStats, device: str = "
         problems.append(Problem("compare_no_slice_accuracy", str(head.weights), None, f"{head.label}: {why}"))
     row = {"head": head.label, "weights": str(head.weights), "f1": o["f1"], "map": ranking.overall["map"],
            "boundary_mm": o["boundary_mm"], "recall_lt1mm": o["recall_lt1mm"], "lens_hit_rate": o["lens_hit_rate"],
-           "slice_accuracy": accuracy, "seconds_per_section": float(np.mean(head.seconds)),
+           "slice_accuracy": accuracy, "seconds_per_section": _median_seconds(head.seconds),
            "parameters": params, "train_seconds": train_seconds,
            "score_threshold": np.nan if head.score_threshold is None else head.score_threshold,
            "sections": len(stats.sections)}
@@ -533,8 +554,9 @@ def _notes(test: SplitSections, stats: RunStats, heads: list[Head], ap_min_score
         f"own operating threshold ({thresholds}), as 'meltloc detect' writes them.",
         f"Mean AP (IoU 0.3, 0.4, 0.5, 0.6, 0.7; all-point) is of a second run at score >= {ap_min_score:g}; "
         "heads whose threshold is at or below that use one run for both.",
-        "Seconds per section: mean wall time of one operating detect call on a decoded section "
-        f"({torch.get_num_threads()} torch thread(s), device {device}), after an untimed call on the same section; "
+        "Seconds per section: median wall time of the operating detect call on a decoded section "
+        f"({torch.get_num_threads()} torch thread(s), device {device}; the slice classifiers predict their windows "
+        "once for both runs, and that call is the one timed); "
         "reading and decoding the image and finding the core are excluded and "
         f"take {np.mean(stats.decode_seconds):.2f} s per section on average.",
         "Parameters and training time are those the checkpoint records (training time: wall time of training "

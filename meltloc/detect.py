@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from meltloc.detectors import Detector, to_depths
-from meltloc.errors import MeltlocError, Problem
+from meltloc.atomic import write_csv
+from meltloc.errors import MeltlocError, OutputError, Problem
 from meltloc.imageio import is_image, list_images, read_image
 from meltloc.manifest import Manifest
 from meltloc.progress import progress
@@ -105,7 +106,7 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
     images, problems = collect_images(inputs)
     if not images:
         raise MeltlocError("no image to process" + (f" ({problems[0]})" if problems else ""))
-    summary = DetectSummary(out=out, problems=problems)
+    summary = DetectSummary(out=out, problems=(list(manifest.problems) if manifest is not None else []) + problems)
     if manifest is None:
         summary.problems.append(Problem("no_manifest", "--sections", None,
                                         "no manifest given: rows are written, depths are left empty"))
@@ -115,8 +116,7 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
         # Drop rows of an image that was being written when the run stopped.
         kept = pd.read_csv(partial, dtype={"image": str}, keep_default_na=False) if partial.stat().st_size else None
         if kept is not None:
-            kept = kept[kept["image"].isin(done)]
-            kept.to_csv(partial, index=False)
+            write_csv(kept[kept["image"].isin(done)], partial)
         summary.resumed = len(done)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,41 +134,48 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
     # at most two images are in memory at once.
     pool = ThreadPoolExecutor(max_workers=1)
     pending = pool.submit(_read, todo[0]) if todo else None
-    with pool, open(partial, "a", newline="", encoding="utf-8") as f, open(done_path, "a", encoding="utf-8") as done_f:
-        writer = csv.writer(f)
-        bar = progress(todo, "detect", total=len(todo), enabled=show_progress, unit="image")
-        for i, path in enumerate(bar):
-            image, error = pending.result()
-            pending = pool.submit(_read, todo[i + 1]) if i + 1 < len(todo) else None
-            try:
-                if error is not None:
-                    raise error
-                section = load_section(path, manifest, image=image)
-                del image
-                found = detector.detect(section, score_threshold=score_threshold)
-            except MeltlocError as exc:
-                summary.problems.append(Problem(type(exc).__name__, str(path), None, exc.message))
-                summary.skipped += 1
-                continue
-            if manifest is not None and section.scale is None:
-                summary.problems.append(Problem("image_not_in_manifest", str(path), None,
-                                                "not in the manifest: rows written, depths left empty"))
-            rows = to_depths(section, found)
-            if manifest is None:
-                for r in rows:
-                    r["depth_from_m"] = r["depth_to_m"] = r["thickness_mm"] = float("nan")
-            writer.writerows([[_fmt(r[c]) for c in COLUMNS] for r in rows])
-            f.flush()
-            os.fsync(f.fileno())
-            done_f.write(path.name + "\n")
-            done_f.flush()
-            summary.images += 1
-            summary.detections += len(rows)
-            if overlays is not None:
-                from meltloc.overlay import draw_overlay
+    try:
+        with pool, open(partial, "a", newline="", encoding="utf-8") as f, \
+                open(done_path, "a", encoding="utf-8") as done_f:
+            writer = csv.writer(f)
+            bar = progress(todo, "detect", total=len(todo), enabled=show_progress, unit="image")
+            for i, path in enumerate(bar):
+                image, error = pending.result()
+                pending = pool.submit(_read, todo[i + 1]) if i + 1 < len(todo) else None
+                try:
+                    if error is not None:
+                        raise error
+                    section = load_section(path, manifest, image=image)
+                    del image
+                    found = detector.detect(section, score_threshold=score_threshold)
+                except MeltlocError as exc:
+                    summary.problems.append(Problem(type(exc).__name__, str(path), None, exc.message))
+                    summary.skipped += 1
+                    continue
+                if manifest is not None and section.scale is None:
+                    summary.problems.append(Problem("image_not_in_manifest", str(path), None,
+                                                    "not in the manifest: rows written, depths left empty"))
+                rows = to_depths(section, found)
+                if manifest is None:
+                    for r in rows:
+                        r["depth_from_m"] = r["depth_to_m"] = r["thickness_mm"] = float("nan")
+                writer.writerows([[_fmt(r[c]) for c in COLUMNS] for r in rows])
+                f.flush()
+                os.fsync(f.fileno())
+                done_f.write(path.name + "\n")
+                done_f.flush()
+                summary.images += 1
+                summary.detections += len(rows)
+                if overlays is not None:
+                    from meltloc.overlay import draw_overlay
 
-                draw_overlay(section, rows, Path(overlays) / (path.stem + ".png"), detector.head)
-            del section
+                    draw_overlay(section, rows, Path(overlays) / (path.stem + ".png"), detector.head)
+                del section
+    except OSError as exc:  # a full disk; --resume drops rows of images not yet in .done, as after a kill
+        what = exc.filename or "the detections"
+        raise OutputError(f"cannot write {what} ({exc.strerror or exc}); the {summary.images + summary.resumed} "
+                          "image(s) finished are kept: free some space and rerun the same command with --resume",
+                          partial) from exc
     summary.seconds = time.time() - t0
     if summary.images + summary.resumed == 0:
         raise MeltlocError(f"no image could be processed ({summary.problems[-1]})" if summary.problems

@@ -52,6 +52,10 @@ class DatasetError(MeltlocError):
     """A convert output folder is missing or incomplete."""
 
 
+class OutputError(MeltlocError):
+    """An output cannot be written (disk full, no permission); what was finished is kept."""
+
+
 class EvaluationError(MeltlocError):
     """Detections or truth cannot be scored (missing columns, nothing to compare)."""
 

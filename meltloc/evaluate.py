@@ -260,6 +260,7 @@ def _label_case(pred: pd.DataFrame, truth_path: Path, sections: Path | None, ali
         truth = table.assign(image=ALL_IMAGES)[["image", "type", "depth_from_m", "depth_to_m"]]
         return pred.assign(image=ALL_IMAGES), truth
     manifest = read_manifest(sections)
+    problems.extend(manifest.problems)
     shifts = read_alignment(alignment) if alignment is not None else None
     pred = pred.copy()
     found = [manifest.find(n) for n in pred["image"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -41,6 +42,30 @@ def _quiet_decode(data: np.ndarray, flags: int):
         logging.setLogLevel(level)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_header(data: np.ndarray, path: Path) -> None:
+    """Refuse PNG and BMP files that are truncated or 0 px wide or high before the decoder sees them.
+
+    libpng prints its own lines on stderr for such files; checked here, they
+    become one reported problem like any other unreadable image.
+    """
+    head = data[:32].tobytes()
+    if head.startswith(PNG_SIGNATURE):
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            raise ImageReadError("not a readable PNG (its IHDR header is missing)", path)
+        width, height = struct.unpack(">II", head[16:24])
+        if width == 0 or height == 0:
+            raise ImageReadError(f"the image is {width} x {height} px", path)
+        if b"IEND" not in data[-64:].tobytes():
+            raise ImageReadError("truncated PNG (the file ends before its IEND chunk)", path)
+    elif head.startswith(b"BM") and len(head) >= 26:
+        width, height = struct.unpack("<ii", head[18:26])
+        if width == 0 or height == 0:
+            raise ImageReadError(f"the image is {width} x {abs(height)} px", path)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as a 2-D grey array, keeping its bit depth (uint8 or uint16).
 
@@ -57,6 +82,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError("image file is empty", path)
     # cv2.imread cannot take non-ASCII paths on every platform; decode from bytes instead.
     data = np.fromfile(str(path), dtype=np.uint8)
+    _check_header(data, path)
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE
     try:
         image = _quiet_decode(data, flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -118,3 +119,105 @@ def test_train_on_a_folder_that_is_not_a_convert_output(tmp_path):
 def test_unknown_head_is_one_line(tmp_path):
     line = one_line_error(run_cli("train", "--head", "transformer", "--data", tmp_path, "--out", tmp_path / "w.pt"))
     assert "regression" in line
+
+
+def zero_size_png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 0, 0, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_truncated_and_0x0_images_of_every_format_are_named_and_the_decoders_stay_quiet(tiny_core, tiny_trained,
+                                                                                        tmp_path):
+    _, weights = tiny_trained
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(tiny_core / "images" / "227.png", folder / "227.png")
+    good = cv2.imread(str(tiny_core / "images" / "230.png"), cv2.IMREAD_GRAYSCALE)
+    for suffix in (".png", ".bmp", ".tif"):
+        data = cv2.imencode(suffix, good)[1].tobytes()
+        (folder / f"half{suffix}").write_bytes(data[: len(data) // 2])             # truncated
+    (folder / "zero.png").write_bytes(zero_size_png())                              # 0 x 0 PNG
+    bmp = bytearray(cv2.imencode(".bmp", good)[1].tobytes()[:54])
+    bmp[18:26] = bytes(8)
+    (folder / "zero.bmp").write_bytes(bytes(bmp))                                   # 0 x 0 BMP
+    result = run_cli("detect", folder, "--sections", tiny_core / "sections.tab", "--weights", weights,
+                     "--out", tmp_path / "d.csv", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "libpng" not in result.stderr
+    for name in ("half.png", "half.bmp", "half.tif", "zero.png", "zero.bmp"):
+        assert name in result.stderr
+    assert "truncated PNG" in result.stderr and "0 x 0 px" in result.stderr
+    assert "5 skipped" in result.stderr
+
+
+def test_overlapping_sections_are_reported_by_every_command_that_reads_the_manifest(tiny_core, tiny_trained,
+                                                                                   tmp_path):
+    _, weights = tiny_trained
+    manifest = tmp_path / "sections.csv"
+    write_manifest(manifest, [["227.png", 124.30, 125.95], ["230.png", 125.90, 127.55], ["233.png", 127.60, 129.25]])
+    convert = run_cli("convert", "--images", tiny_core / "images", "--sections", manifest, "--labels",
+                      tiny_core / "features.csv", "--out", tmp_path / "out", "--px-per-mm", 2, "--quiet")
+    detect = run_cli("detect", tiny_core / "images", "--sections", manifest, "--weights", weights,
+                     "--out", tmp_path / "d.csv", "--quiet")
+    pd.read_csv(tiny_core / "truth.csv").assign(score=1.0).to_csv(tmp_path / "pred.csv", index=False)
+    evaluate = run_cli("evaluate", "--pred", tmp_path / "pred.csv", "--truth", tiny_core / "features.csv",
+                       "--sections", manifest)
+    for result in (convert, detect, evaluate):
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "sections.csv" in result.stderr and "227 and 230 overlap" in result.stderr
+
+
+def test_label_rows_with_text_depths_negative_thickness_duplicates_or_no_section_are_named(tiny_core, tmp_path):
+    labels = pd.read_csv(tiny_core / "features.csv", dtype=str)
+    first = labels.iloc[0].tolist()
+    n = len(labels)
+    labels.loc[n] = first                                                           # a duplicate
+    labels.loc[n + 1] = ["227", "one", "two", "900.0", "1100.0", "meltLayer"]       # text depths
+    labels.loc[n + 2] = ["227", "124.9", "124.89", "900.0", "1100.0", "meltLayer"]  # negative thickness
+    labels.loc[n + 3] = ["1500", "800.0", "800.002", "5000.0", "-3000.0", "meltLayer"]  # in no section
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    rows = {"listed twice": n + 2, "not a number": n + 3, "depth to": n + 4, "no imaged section": n + 5}
+    convert = run_cli("convert", "--images", tiny_core / "images", "--sections", tiny_core / "sections.tab",
+                      "--labels", tmp_path / "labels.csv", "--out", tmp_path / "out", "--px-per-mm", 2, "--quiet")
+    assert convert.returncode == 0, convert.stderr
+    warnings = pd.read_csv(tmp_path / "out" / "warnings.csv")
+    assert {"label_duplicate", "label_bad_depth", "label_negative_thickness",
+            "label_outside_sections"} <= set(warnings["kind"])
+    for kind, row in [("label_duplicate", n + 2), ("label_bad_depth", n + 3), ("label_negative_thickness", n + 4),
+                      ("label_outside_sections", n + 5)]:
+        assert row in set(warnings.loc[warnings["kind"] == kind, "row"]), (kind, warnings)
+    pd.read_csv(tiny_core / "truth.csv").assign(score=1.0).to_csv(tmp_path / "pred.csv", index=False)
+    evaluate = run_cli("evaluate", "--pred", tmp_path / "pred.csv", "--truth", tmp_path / "labels.csv",
+                       "--sections", tiny_core / "sections.tab")
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert "Traceback" not in evaluate.stderr
+    assert f"labels.csv, row {n + 3}" in evaluate.stderr
+
+
+@pytest.mark.parametrize("command", ["convert", "train", "detect", "evaluate", "compare"])
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(command, tiny_core, tiny_trained, tmp_path):
+    conv, weights = tiny_trained
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where a folder is needed")
+    target = blocker / "out"
+    args = {
+        "convert": ["convert", "--images", tiny_core / "images", "--sections", tiny_core / "sections.tab",
+                    "--labels", tiny_core / "features.csv", "--out", target],
+        "train": ["train", "--head", "regression", "--data", conv, "--out", target / "w.pt"],
+        "detect": ["detect", tiny_core / "images", "--weights", weights, "--out", target / "d.csv"],
+        "evaluate": ["evaluate", "--pred", tiny_core / "truth.csv", "--truth", tiny_core / "truth.csv",
+                     "--json", target / "e.json"],
+        "compare": ["compare", "--data", conv, "--images", tiny_core / "images", "--weights", weights,
+                    "--out", target],
+    }[command]
+    started = time.time()
+    line = one_line_error(run_cli(*args))
+    assert "afile" in line
+    assert time.time() - started < 60  # refused up front, not after the work

@@ -132,6 +132,16 @@ def test_detect_and_slice_accuracy_through_the_common_path(tiny_weights, tiny_co
     assert ClassifierDetector(load_checkpoint(tiny_weights)).classes == ("melt_layer",)
 
 
+def test_one_window_prediction_answers_every_threshold(tiny_weights, tiny_core):
+    from meltloc.manifest import read_manifest
+    from meltloc.section import load_section
+
+    section = load_section(tiny_core / "images" / "230.png", read_manifest(tiny_core / "sections.tab"))
+    detector = ClassifierDetector(load_checkpoint(tiny_weights))
+    thresholds = [None, 0.05, 0.5, 0.99]
+    assert detector.detect_thresholds(section, thresholds) == [detector.detect(section, t) for t in thresholds]
+
+
 def test_training_resumes_from_the_last_epoch(tiny_weights, tiny_conv, tmp_path):
     s = ClassifierSettings(**{**default_settings("simple-cnn").__dict__, "epochs": 3, "steps_per_epoch": 1,
                               "batch": 4, "seed": 1, "choose_threshold": False})

@@ -1,8 +1,10 @@
-"""Long runs: `meltloc detect` killed in the middle of a folder and resumed loses and repeats nothing."""
+"""Long runs: `meltloc detect` stopped in the middle of a folder (killed, Ctrl-C, SIGTERM, a full disk) and
+resumed loses and repeats nothing."""
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -11,44 +13,82 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_killed_detect_resumes_to_the_same_csv_as_an_uninterrupted_run(tiny_core, tiny_trained, tmp_path):
+@pytest.fixture(scope="module")
+def folder_run(tiny_core, tiny_trained, tmp_path_factory):
+    """24 images, the detect arguments, and the CSV of an uninterrupted run over them."""
     _, weights = tiny_trained
-    folder = tmp_path / "images"
+    work = tmp_path_factory.mktemp("resume")
+    folder = work / "images"
     folder.mkdir()
-    for i in range(24):  # enough images that the kill lands in the middle
+    for i in range(24):  # enough images that the stop lands in the middle
         src = tiny_core / "images" / ["227.png", "230.png", "233.png"][i % 3]
         shutil.copy(src, folder / f"{1000 + i}.png")
     args = ["detect", folder, "--weights", weights, "--min-score", 0.01, "--quiet"]
+    whole = work / "whole.csv"
+    result = run_cli(*args, "--out", whole)
+    assert result.returncode == 0, result.stderr
+    return args, pd.read_csv(whole), whole.stat().st_size
 
-    whole = tmp_path / "whole.csv"
-    assert run_cli(*args, "--out", whole).returncode == 0
 
-    out = tmp_path / "resumed.csv"
-    done = tmp_path / "resumed.csv.done"
-    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *map(str, args), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if done.exists() and len(done.read_text().split()) >= 3:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    key = ["image", "row_from"]
+    pd.testing.assert_frame_equal(a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True))
+
+
+def resume_and_check(args, whole: pd.DataFrame, out: Path) -> None:
+    done = out.with_name(out.name + ".done")
     finished_before = set(done.read_text().split())
-    assert 3 <= len(finished_before) < 24
-    assert not out.exists()  # nothing half-written under the final name
-
     result = run_cli(*args, "--out", out, "--resume")
     assert result.returncode == 0, result.stderr
     assert f"{len(finished_before)} already done" in result.stderr
-    a, b = pd.read_csv(whole), pd.read_csv(out)
-    pd.testing.assert_frame_equal(a.sort_values(["image", "row_from"]).reset_index(drop=True),
-                                  b.sort_values(["image", "row_from"]).reset_index(drop=True))
+    same_rows(whole, pd.read_csv(out))
     assert not done.exists()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143),
+                                       (signal.SIGINT, 130)], ids=["SIGKILL", "SIGTERM", "SIGINT"])
+def test_stopped_detect_resumes_to_the_same_csv_as_an_uninterrupted_run(folder_run, tmp_path, sig, code):
+    args, whole, _ = folder_run
+    out = tmp_path / "resumed.csv"
+    done = tmp_path / "resumed.csv.done"
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if done.exists() and len(done.read_text().split()) >= 3:
+            os.kill(proc.pid, sig)
+            break
+        time.sleep(0.02)
+    stderr = proc.communicate()[1]
+    assert proc.returncode == code, f"the run ended before it could be stopped: {stderr}"
+    assert 3 <= len(set(done.read_text().split())) < 24
+    assert not out.exists()  # nothing half-written under the final name
+    if sig != signal.SIGKILL:  # a handled stop says how to go on, in words
+        assert "Traceback" not in stderr
+        assert "--resume" in stderr and "resumed.csv.partial" in stderr
+    resume_and_check(args, whole, out)
+
+
+def test_a_full_disk_stops_detect_with_one_line_and_keeps_what_was_finished(folder_run, tmp_path):
+    """A file-size limit makes writes fail as on a full disk (EFBIG instead of ENOSPC, the same OSError path)."""
+    args, whole, size = folder_run
+    out = tmp_path / "full.csv"
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args), "--out", str(out)],
+                          capture_output=True, text=True, preexec_fn=limit_file_size, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "full.csv.partial" in errors[0] and "--resume" in errors[0], proc.stderr
+    assert not out.exists()
+    resume_and_check(args, whole, out)

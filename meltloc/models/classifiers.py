@@ -88,6 +88,7 @@ import contextlib
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -637,15 +638,27 @@ class ClassifierDetector:
         Windows are decided at the operating threshold; ``score_threshold``,
         when given, drops intervals whose mean probability is below it.
         """
+        return self.detect_thresholds(section, [score_threshold])[0]
+
+    def detect_thresholds(self, section: Section, thresholds: Sequence[float | None]) -> list[list[Detection]]:
+        """:meth:`detect` at each of ``thresholds``, with the windows predicted once.
+
+        The window predictions (the slow part) do not depend on the threshold,
+        so ``meltloc compare`` asks for its operating and ranking detections in
+        one call.
+        """
         strip = section_strip(section, self.cfg.px_per_mm, self.cfg.width, self.cfg.inset)
         starts, probs = self.predict_strip(strip.pixels)
         found = decode_windows(starts, probs, self.cfg, self.score_threshold, strip.pixels.shape[0])
         out = []
-        for score, a, b in found:
-            if score_threshold is not None and score < score_threshold:
-                continue
-            r0, r1 = strip.to_image_rows([a, b])
-            out.append(Detection(MELT_LAYER, score, float(r0), float(r1)))
+        for floor in thresholds:
+            kept = []
+            for score, a, b in found:
+                if floor is not None and score < floor:
+                    continue
+                r0, r1 = strip.to_image_rows([a, b])
+                kept.append(Detection(MELT_LAYER, score, float(r0), float(r1)))
+            out.append(kept)
         return out
 
 
