@@ -49,23 +49,24 @@ def write_csv(df, path: str | Path, **kwargs) -> None:
 
 
 def ensure_writable(path: str | Path, folder: bool = False) -> None:
-    """Check up front, before any long work, that ``path`` can be written.
+    """Check up front, before any long work, that ``path`` can be written; creates nothing.
 
-    ``folder`` True: ``path`` is an output folder (created here); otherwise a
-    file whose folder is created here.
+    ``folder`` True: ``path`` is an output folder; otherwise a file. The
+    nearest folder that exists on the way must be writable, and no file may
+    stand where a folder is needed.
 
     Raises:
-        OutputError: the folder cannot be created or written, or a folder stands where the file should go.
+        OutputError: the output cannot be created or written.
     """
     path = Path(path)
-    where = path if folder else path.parent
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        blocked = next((p for p in [where, *where.parents] if p.exists() and not p.is_dir()), None)
-        why = f"{blocked} is a file, not a folder" if blocked is not None else (exc.strerror or str(exc))
-        raise OutputError(f"cannot create the output folder ({why}); choose another --out", where) from exc
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise OutputError("the output folder is not writable; choose another --out", where)
     if not folder and path.is_dir():
         raise OutputError("is a folder; give a file name", path)
+    where = path if folder else path.parent
+    existing = next((p for p in [where, *where.parents] if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise OutputError(f"cannot create the output folder: {existing} is a file, not a folder; choose another --out",
+                          where)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {existing} (no permission); choose another --out", where)
