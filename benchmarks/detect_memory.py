@@ -1,6 +1,12 @@
 """Memory of `meltloc detect` over a whole folder (run by hand; results go in the README).
 
     python benchmarks/detect_memory.py IMAGES_DIR SECTIONS_FILE [--weights weights/regression.pt] [--out DIR]
+        [--names 100]
+
+``--names N`` first hard-links the images under N new names in DIR/images
+(cycling through them) with a matching manifest, so that a few synthetic
+sections make a long folder (detect skips a file it has already seen, not a
+name).
 
 Runs the real command (``python cli.py detect IMAGES_DIR --sections ... --quiet``)
 as a child process and samples its resident memory (VmRSS, /proc) every
@@ -46,14 +52,44 @@ def finished(done: Path) -> int:
         return 0
 
 
+def long_folder(images: Path, sections: Path, n: int, out: Path) -> tuple[Path, Path]:
+    """``n`` hard links to the manifest's images (cycling) in ``out/images`` and their manifest."""
+    import os
+
+    sys.path.insert(0, str(REPO))
+    import pandas as pd
+
+    from meltloc.manifest import read_manifest
+
+    table = read_manifest(sections).table
+    table = table[[(images / name).is_file() for name in table["image"]]].reset_index(drop=True)
+    folder = out / "images"
+    if folder.exists():
+        for old in folder.iterdir():
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        rec = table.iloc[i % len(table)]
+        name = f"{5000 + i}_{rec['image']}"
+        os.link(images / rec["image"], folder / name)
+        rows.append((name, rec["top_m"], rec["bottom_m"]))
+    manifest = out / "sections.csv"
+    pd.DataFrame(rows, columns=["image", "top_m", "bottom_m"]).to_csv(manifest, index=False)
+    return folder, manifest
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", type=Path)
     ap.add_argument("sections", type=Path)
     ap.add_argument("--weights", type=Path, default=REPO / "weights" / "regression.pt")
     ap.add_argument("--out", type=Path, default=Path("/tmp/meltloc-memory"), help="folder for the CSV and results")
+    ap.add_argument("--names", type=int, default=0, help="hard-link the images under this many names first")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.names:
+        args.images, args.sections = long_folder(args.images, args.sections, args.names, args.out)
     csv = args.out / "detections.csv"
     done = csv.with_name(csv.name + ".done")
     for stale in (csv, done, csv.with_name(csv.name + ".partial")):

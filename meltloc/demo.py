@@ -44,7 +44,7 @@ HEADS = ("regression", "yolo", "simple-cnn", "enhanced-cnn", "resnet34", "vgg16"
 _CLASSIFIER = {"epochs": 2, "steps_per_epoch": 15, "flips": ("none",), "max_val_slices": 200}
 DEMO_TRAINING: dict[str, dict] = {
     "regression": {"epochs": 8, "steps_per_epoch": 25, "batch": 8},
-    "yolo": {"epochs": 8, "batch": 16},
+    "yolo": {"epochs": 30, "batch": 16},  # from scratch it finds nothing after 8 epochs, F1 ~0.95 after 30
     "simple-cnn": {**_CLASSIFIER, "imgsz": 64, "stride_mm": 1.0},
     "enhanced-cnn": {**_CLASSIFIER, "stride_mm": 2.0},
     "resnet34": {**_CLASSIFIER, "imgsz": 64, "stride_mm": 1.0},
