@@ -68,6 +68,7 @@ def synth(
     from meltloc.synth import SynthConfig, write_core
 
     cfg = SynthConfig(px_per_cm=px_per_cm, first_bag=first_bag, image_format=image_format, max_offset_mm=max_offset_mm)
+    ensure_writable(out, folder=True)
     summary = write_core(out, n_sections=sections, seed=seed, config=cfg, show_progress=True)
     console.print(summary, highlight=False)
 
