@@ -61,12 +61,12 @@ def main() -> None:
         weights = args.work / f"{head}.pt"
         t0 = time.time()
         if args.retrain or not weights.exists():
-            cli("train", "--head", head, "--data", args.train_data, "--out", weights, log=log)
+            cli("train", "--head", head, "--data", args.train_data, "--out", weights, "--overwrite", log=log)
         train_wall = time.time() - t0
         det = args.work / f"{head}.detections.csv"
         t0 = time.time()
         run = cli("detect", args.test_images, "--sections", args.test_sections, "--weights", weights,
-                  "--out", det, "--quiet", log=log)
+                  "--out", det, "--quiet", "--overwrite", log=log)
         detect_wall = time.time() - t0
         text = log.read_text()
         found = re.findall(r"(\d+) image\(s\) in ([\d.]+) s", text)

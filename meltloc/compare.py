@@ -64,7 +64,7 @@ from meltloc.errors import CheckpointError, DatasetError, EvaluationError, Meltl
 from meltloc.imageio import list_images, read_image
 from meltloc.manifest import COLUMNS as MANIFEST_COLUMNS
 from meltloc.manifest import Manifest, exposure_of, read_manifest, section_of, variant_of
-from meltloc.metrics import THICKNESS_BINS_MM, evaluate_intervals
+from meltloc.metrics import DARKNESS_BINS, THICKNESS_BINS_MM, evaluate_intervals
 from meltloc.progress import progress
 from meltloc.section import Section, load_section
 
@@ -83,12 +83,14 @@ AP_MIN_SCORE = 0.05
 TABLE_COLUMNS = ["head", "weights", "f1", "map", "boundary_mm", "recall_lt1mm", "lens_hit_rate", "slice_accuracy",
                  "seconds_per_section", "parameters", "train_seconds", "score_threshold", "precision", "recall",
                  "n_truth", "n_pred", *[f"recall_{b}" for b in THICKNESS_BINS_MM if b != "lt1mm"],
-                 *[f"n_truth_{b}" for b in THICKNESS_BINS_MM], "n_lens_truth", "sections"]
+                 *[f"n_truth_{b}" for b in THICKNESS_BINS_MM], "n_lens_truth", "sections",
+                 *[f"recall_{b}" for b in DARKNESS_BINS], *[f"n_truth_{b}" for b in DARKNESS_BINS]]
 """Columns of ``compare.csv``, one row per checkpoint."""
 
 TITLES = {
     "head": "head", "f1": "F1 @ IoU 0.5", "map": "mAP 0.3-0.7", "boundary_mm": "boundary mm",
-    "recall_lt1mm": "recall <1 mm", "lens_hit_rate": "lens hits", "slice_accuracy": "slice acc.",
+    "recall_lt1mm": "recall <1 mm", "recall_faint": "recall faint", "recall_medium": "recall medium",
+    "recall_dark": "recall dark", "lens_hit_rate": "lens hits", "slice_accuracy": "slice acc.",
     "seconds_per_section": "s / section", "parameters": "parameters", "train_seconds": "training",
 }
 """The columns of the printed and Markdown table, with their titles."""
@@ -464,7 +466,7 @@ def score_head(head: Head, test: SplitSections, stats: RunStats, device: str = "
            "parameters": params, "train_seconds": train_seconds,
            "score_threshold": np.nan if head.score_threshold is None else head.score_threshold,
            "sections": len(stats.sections)}
-    row.update({k: o[k] for k in TABLE_COLUMNS if k not in row})
+    row.update({k: o.get(k, np.nan) for k in TABLE_COLUMNS if k not in row})  # darkness only when the truth has it
     return row, problems
 
 
@@ -523,7 +525,8 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 RICH_TITLES = {"head": "head", "f1": "F1\nIoU 0.5", "map": "mAP\n0.3-0.7", "boundary_mm": "boundary\nmm",
-               "recall_lt1mm": "recall\n<1 mm", "lens_hit_rate": "lens\nhits", "slice_accuracy": "slice\nacc.",
+               "recall_lt1mm": "recall\n<1 mm", "recall_faint": "recall\nfaint", "recall_medium": "recall\nmedium",
+               "recall_dark": "recall\ndark", "lens_hit_rate": "lens\nhits", "slice_accuracy": "slice\nacc.",
                "seconds_per_section": "s /\nsection", "parameters": "param.", "train_seconds": "training"}
 
 

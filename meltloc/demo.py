@@ -38,7 +38,7 @@ from meltloc.detectors import DETECTORS, load_detector
 from meltloc.errors import MeltlocError
 from meltloc.synth import SynthConfig, write_core
 
-HEADS = ("regression", "yolo", "simple-cnn", "enhanced-cnn", "resnet34", "vgg16")
+HEADS = ("regression", "yolo", "threshold", "simple-cnn", "enhanced-cnn", "resnet34", "vgg16")
 """Every head, in the order the demo trains them."""
 
 _CLASSIFIER = {"epochs": 2, "steps_per_epoch": 15, "flips": ("none",), "max_val_slices": 200}

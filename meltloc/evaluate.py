@@ -42,7 +42,7 @@ from meltloc.atomic import write_csv, write_text
 from meltloc.errors import EvaluationError, Problem
 from meltloc.labels import read_labels
 from meltloc.manifest import Manifest, read_manifest
-from meltloc.metrics import (AP_IOUS, PRED_REQUIRED, THICKNESS_BINS_MM, TRUTH_REQUIRED, EvalResult, ap_key,
+from meltloc.metrics import (AP_IOUS, DARKNESS_BINS, PRED_REQUIRED, THICKNESS_BINS_MM, TRUTH_REQUIRED, EvalResult, ap_key,
                              evaluate_intervals, metric_keys, require_columns)
 
 ALL_IMAGES = "all"
@@ -368,6 +368,7 @@ def save_json(result: EvalResult, path: str | Path) -> None:
 def result_table(result: EvalResult) -> pd.DataFrame:
     """One row for all images (``scope`` overall, ``image`` empty), then one per image (``scope`` image)."""
     keys = metric_keys()
+    keys += [k for b in DARKNESS_BINS for k in (f"recall_{b}", f"n_truth_{b}") if k in result.overall]
     overall = pd.DataFrame([{"scope": "overall", "image": "", **{k: result.overall[k] for k in keys}}])
     per_image = result.per_image.assign(scope="image")
     return pd.concat([overall, per_image], ignore_index=True)[["scope", "image", *keys]]
@@ -406,6 +407,8 @@ def render(result: EvalResult, per_image: bool = True) -> list:
         ("boundary error (mm)", _fmt(o["boundary_mm"], 2)),
         *[(f"  {b}: boundary mm / recall (n)",
            f"{_fmt(o[f'boundary_mm_{b}'], 2)} / {_fmt(o[f'recall_{b}'])} ({o[f'n_truth_{b}']})") for b in bins],
+        *[(f"  {b} layers: recall (n)", f"{_fmt(o[f'recall_{b}'])} ({o[f'n_truth_{b}']})")
+          for b in DARKNESS_BINS if f"recall_{b}" in o],
         (f"lenses: hit rate / precision ({s['lens_tol_mm']:g} mm)",
          f"{_fmt(o['lens_hit_rate'])} / {_fmt(o['lens_precision'])}"),
         ("  true / predicted lenses / hits", f"{o['n_lens_truth']} / {o['n_lens_pred']} / {o['lens_hits']}"),

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from meltloc.errors import GeometryError
+from meltloc.imageio import to_8bit_scale
 
 # Down-sampling factor for the coarse search; ends are refined at full resolution.
 _COARSE = 4
@@ -110,8 +111,10 @@ def find_core(image: np.ndarray) -> CoreBounds:
     height, width = image.shape
     small = cv2.resize(image, (max(width // _COARSE, 2), max(height // _COARSE, 2)), interpolation=cv2.INTER_AREA)
     small = small.astype(np.float32)
-    if image.dtype == np.uint16:
-        small /= 257.0
+    # 16-bit files may hold 8- to 16-bit data: bring every kind to 0-255 (same levels as the 8-bit original).
+    divisor = to_8bit_scale(image)
+    if divisor != 1.0:
+        small /= divisor
     background = float(np.percentile(small, 1))
     ice = float(np.percentile(small, 80))
     if ice - background < 4.0:
@@ -155,15 +158,15 @@ def find_core(image: np.ndarray) -> CoreBounds:
     right_col = min(width - 1, (right_s + 1) * _COARSE - 1 - _COARSE)
     # Rough scale for window sizes only: a section is nominally 1.65 m long.
     px_per_mm = max((bottom_coarse - top_coarse) / _NOMINAL_SECTION_MM, 1.0)
-    top = _refine_end(image, top_coarse, left_col, right_col, ice, px_per_mm, upper=True)
-    bottom = _refine_end(image, bottom_coarse, left_col, right_col, ice, px_per_mm, upper=False)
+    top = _refine_end(image, top_coarse, left_col, right_col, ice, px_per_mm, upper=True, scale=divisor)
+    bottom = _refine_end(image, bottom_coarse, left_col, right_col, ice, px_per_mm, upper=False, scale=divisor)
     if bottom - top < 0.2 * height:
         raise GeometryError(f"the core found is implausibly short ({bottom - top:.0f} of {height} rows)")
     return CoreBounds(top, bottom, int(left_col), int(right_col), height, width)
 
 
 def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice: float, px_per_mm: float,
-                upper: bool) -> float:
+                upper: bool, scale: float | None = None) -> float:
     """Sub-pixel row of one core end near ``coarse_row``.
 
     The central 80 % of the core is cut into column blocks about 1 mm wide;
@@ -183,9 +186,9 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
     block = max(1, int(round(px_per_mm)))
     n_blocks = (c1 - c0) // block
     if n_blocks < 3 or r1 - r0 < 4:
-        return _refine_end_rows(image, coarse_row, left, right, ice, upper)
+        return _refine_end_rows(image, coarse_row, left, right, ice, upper, scale)
     c1 = c0 + n_blocks * block
-    scale = 257.0 if image.dtype == np.uint16 else 1.0
+    scale = to_8bit_scale(image) if scale is None else scale
 
     def block_means(rows: slice) -> np.ndarray:
         band = image[rows, c0:c1].astype(np.float32) / scale
@@ -199,7 +202,7 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
         edge_band = edge_band[::-1]
         inside = block_means(slice(max(0, int(coarse_row - far)), max(0, int(coarse_row - near))))
     if inside.shape[0] < 2:
-        return _refine_end_rows(image, coarse_row, left, right, ice, upper)
+        return _refine_end_rows(image, coarse_row, left, right, ice, upper, scale)
     level = np.median(inside, axis=0)
     black = float(np.median(edge_band[:max(2, win // 3)]))
     half = black + 0.5 * (level - black)
@@ -213,14 +216,15 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
         lo, hi = float(seq[i - 1]), float(seq[i])
         ends.append(i - 1 + ((half[j] - lo) / (hi - lo) if hi > lo else 0.5) + 0.5)
     if len(ends) < 3:
-        return _refine_end_rows(image, coarse_row, left, right, ice, upper)
+        return _refine_end_rows(image, coarse_row, left, right, ice, upper, scale)
     ends_arr = np.sort(np.asarray(ends))
     cut = len(ends_arr) // 10
     edge = float(ends_arr[cut:len(ends_arr) - cut].mean())
     return float(r0 + edge) if upper else float(r1 - edge)
 
 
-def _refine_end_rows(image: np.ndarray, coarse_row: float, left: int, right: int, ice: float, upper: bool) -> float:
+def _refine_end_rows(image: np.ndarray, coarse_row: float, left: int, right: int, ice: float, upper: bool,
+                     scale: float | None = None) -> float:
     """Sub-pixel row where the central row mean crosses half the ice level near ``coarse_row``."""
     height = image.shape[0]
     pad = 6 * _COARSE
@@ -230,12 +234,12 @@ def _refine_end_rows(image: np.ndarray, coarse_row: float, left: int, right: int
     span = right - left + 1
     band = image[r0:r1, left + span // 10:right - span // 10 + 1]
     profile = band.mean(axis=1, dtype=np.float32)
-    if image.dtype == np.uint16:
-        profile /= 257.0
+    scale = to_8bit_scale(image) if scale is None else scale
+    profile /= scale
     # The level inside the ice just past the end: the edge lies between black and that level.
     inside = image[min(height - 1, int(coarse_row) + pad):min(height, int(coarse_row) + 4 * pad)] if upper else \
         image[max(0, int(coarse_row) - 4 * pad):max(1, int(coarse_row) - pad)]
-    level = float(np.mean(inside[:, left:right + 1])) / (257.0 if image.dtype == np.uint16 else 1.0) if inside.size else ice
+    level = float(np.mean(inside[:, left:right + 1])) / scale if inside.size else ice
     base = float(np.min(profile))
     half = base + 0.5 * (max(level, base + 1.0) - base)
     seq = profile if upper else profile[::-1]

@@ -9,6 +9,8 @@ regions. Rows that cannot be used are skipped and reported as
 
 from __future__ import annotations
 
+import io
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,23 +80,36 @@ def _find_columns(df: pd.DataFrame) -> dict[str, str] | None:
 def _read_frame(path: Path) -> tuple[pd.DataFrame, int]:
     """The raw table and the file row of its first data row."""
     suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".xls"):
+    raw = path.read_bytes()
+    if raw.startswith(b"\xd0\xcf\x11\xe0"):
+        raise LabelTableError("is an old Excel .xls workbook, which meltloc does not read: save it from Excel as "
+                              ".xlsx or CSV", path)
+    if suffix in (".xlsx", ".xlsm", ".xls") and not raw.startswith(b"PK\x03\x04"):
+        if not raw.strip():
+            raise LabelTableError("the label table is empty", path)
+        raise LabelTableError(f"is named {suffix} but is not an Excel workbook: save it again from Excel as .xlsx, "
+                              "or name a CSV/TSV file .csv", path)
+    if raw.startswith(b"PK\x03\x04"):
         try:
-            sheets = pd.read_excel(path, sheet_name=None, dtype=object)
+            sheets = pd.read_excel(path, sheet_name=None, dtype=object, engine="openpyxl")
         except Exception as exc:  # openpyxl raises many kinds
-            raise LabelTableError(f"cannot read as a spreadsheet: {exc}", path) from exc
+            raise LabelTableError(f"cannot read as an XLSX workbook ({type(exc).__name__}): save it again from "
+                                  "Excel as .xlsx or CSV", path) from exc
         for df in sheets.values():
             if _find_columns(df) is not None:
                 return df, 2
         raise LabelTableError(
             f"no sheet has the columns {', '.join(REQUIRED)} (sheets: {', '.join(map(str, sheets))})", path)
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:  # Excel on Windows exports CSV in cp1252
+        text = raw.decode("cp1252", errors="replace")
     if not text.strip():
         raise LabelTableError("the label table is empty", path)
     first = text.splitlines()[0]
     sep = "\t" if "\t" in first else ("," if "," in first else ";" if ";" in first else r"\s{2,}")
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
                          engine="python" if len(sep) > 1 else "c", skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise LabelTableError(f"not a table: {exc}", path) from exc

@@ -51,6 +51,19 @@ def exposure_of(image: str) -> str:
     return _EXPOSURES.get(suffix, suffix)
 
 
+#: The order in which detect picks one image per section by default: the manifest's ``Integration``
+#: option (``[ ]`` dark, ``1`` bright, ``2``-``4`` additional), dark first.
+EXPOSURE_ORDER = tuple(_EXPOSURES.values())
+
+
+def exposure_rank(exposure: str | None, focus: str | None = None) -> tuple[int, int, str]:
+    """Sort key of an image variant for "one image per section": dark, bright, additional-2, -3, -4, then any
+    other named variant; the standard focus (40 mm) before a modified one."""
+    exposure = exposure or "dark"
+    i = EXPOSURE_ORDER.index(exposure) if exposure in EXPOSURE_ORDER else len(EXPOSURE_ORDER)
+    return i, 0 if focus in (None, "", "40mm") else 1, exposure
+
+
 @dataclass
 class Manifest:
     """Section depths by image name.
@@ -145,6 +158,14 @@ def _read_csv(path: Path, text: str) -> tuple[pd.DataFrame, int]:
     return df, 2
 
 
+def decode_text(raw: bytes) -> str:
+    """Text of a table file: UTF-8 (with or without BOM), else Windows-1252 as Excel exports it."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
 def read_manifest(path: str | Path) -> Manifest:
     """Read a section manifest (PANGAEA tab or CSV ``image,top_m,bottom_m``).
 
@@ -161,9 +182,13 @@ def read_manifest(path: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestError("manifest file not found", path)
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"cannot read: {exc.strerror}", path) from exc
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise ManifestError("is an Excel workbook, not a table of text: save it as CSV (image,top_m,bottom_m) or "
+                            "give the PANGAEA .tab file", path)
+    text = decode_text(raw)
     if not text.strip():
         raise ManifestError("the manifest is empty", path)
     try:

@@ -53,6 +53,14 @@ THICKNESS_BINS_MM: dict[str, tuple[float, float]] = {
 }
 """Bins of true layer thickness, [low, high) in mm, for boundary error and recall."""
 
+DARKNESS_BINS: dict[str, tuple[float, float]] = {
+    "faint": (0.0, 0.4),
+    "medium": (0.4, 0.75),
+    "dark": (0.75, np.inf),
+}
+"""Bins of true layer darkness (the fraction by which a layer darkens the ice around it, 1 = black),
+[low, high), for recall when the truth carries a ``darkness`` column (``meltloc synth``'s truth.csv does)."""
+
 AP_POINTS = ("all", "101")
 """AP interpolations: ``all`` (every recall step, VOC 2010+) or ``101`` (COCO)."""
 
@@ -344,6 +352,7 @@ class ImageIntervals:
         lens_truth_m: (L,) true lenses (their midpoints).
         ignore_m: (G, 2) ignore regions (``uncertain``, ``bubble_free``);
             points as [d, d], padded by :func:`match_image`.
+        layer_truth_darkness: (T,) darkness of each true layer (NaN: unknown).
     """
 
     layer_pred_m: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -353,10 +362,14 @@ class ImageIntervals:
     lens_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lens_truth_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
     ignore_m: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    layer_truth_darkness: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.layer_pred_m = np.sort(_as_intervals(self.layer_pred_m), axis=1)
         self.layer_truth_m = np.sort(_as_intervals(self.layer_truth_m), axis=1)
+        if self.layer_truth_darkness is None:
+            self.layer_truth_darkness = np.full(len(self.layer_truth_m), np.nan)
+        self.layer_truth_darkness = _points(self.layer_truth_darkness)
         self.ignore_m = np.sort(_as_intervals(self.ignore_m), axis=1)
         self.layer_score = _points(self.layer_score)
         self.lens_pred_m, self.lens_score = _points(self.lens_pred_m), _points(self.lens_score)
@@ -390,6 +403,7 @@ class ImageMatch:
         lens_match: (Q,) int, the true lens each predicted lens hit, or -1.
         lens_ignored: (Q,) bool, missed lenses on an ignore region.
         n_lens_truth: L, the number of true lenses.
+        layer_truth_darkness: (T,) darkness of the true layers (NaN: unknown).
     """
 
     iou_thresholds: np.ndarray
@@ -402,6 +416,7 @@ class ImageMatch:
     lens_match: np.ndarray
     lens_ignored: np.ndarray
     n_lens_truth: int
+    layer_truth_darkness: np.ndarray | None = None
 
 
 def match_image(image: ImageIntervals, iou_thresholds: Sequence[float], lens_tol_mm: float = 5.0,
@@ -440,6 +455,7 @@ def match_image(image: ImageIntervals, iou_thresholds: Sequence[float], lens_tol
         lens_match=lens_match,
         lens_ignored=(lens_match < 0) & lens_on_ignore,
         n_lens_truth=int(image.lens_truth_m.size),
+        layer_truth_darkness=image.layer_truth_darkness,
     )
 
 
@@ -540,7 +556,40 @@ def summarize(matches: Sequence[ImageMatch], iou: float = 0.5, ap_ious: Sequence
     out.update({"n_lens_truth": n_lens_truth, "n_lens_pred": n_lens_pred, "lens_hits": hits,
                 "lens_hit_rate": hits / n_lens_truth if n_lens_truth else float("nan"),
                 "lens_precision": hits / counted if counted else float("nan")})
-    return {key: out[key] for key in metric_keys(ap_ious)}
+    figures = {key: out[key] for key in metric_keys(ap_ious)}
+    figures.update(_darkness_recall(matches, k))
+    return figures
+
+
+def darkness_bin(darkness: np.ndarray) -> np.ndarray:
+    """The :data:`DARKNESS_BINS` name of each darkness (None where unknown)."""
+    dark = np.asarray(darkness, dtype=float)
+    out = np.full(dark.shape, None, dtype=object)
+    for name, (low, high) in DARKNESS_BINS.items():
+        out[(dark >= low) & (dark < high)] = name
+    return out
+
+
+def _darkness_recall(matches: Sequence[ImageMatch], k: int) -> dict[str, float | int]:
+    """``recall_<faint|medium|dark>`` and ``n_truth_<bin>`` at threshold index ``k``; empty when no darkness is known."""
+    dark, found = [np.zeros(0)], [np.zeros(0, bool)]
+    for m in matches:
+        d = m.layer_truth_darkness if m.layer_truth_darkness is not None else np.full(len(m.layer_truth_m), np.nan)
+        hit = np.zeros(len(m.layer_truth_m), bool)
+        hit[m.layer_match[k][m.layer_match[k] >= 0]] = True
+        dark.append(np.asarray(d, float))
+        found.append(hit)
+    dark, found = np.concatenate(dark), np.concatenate(found)
+    if not np.isfinite(dark).any():
+        return {}
+    bins = darkness_bin(dark)
+    out: dict[str, float | int] = {}
+    for name in DARKNESS_BINS:
+        sel = bins == name
+        out[f"recall_{name}"] = float(found[sel].mean()) if sel.any() else float("nan")
+    for name in DARKNESS_BINS:
+        out[f"n_truth_{name}"] = int((bins == name).sum())
+    return out
 
 
 def evaluate_images(images: Mapping[str, ImageIntervals], iou: float = 0.5, lens_tol_mm: float = 5.0,
@@ -589,6 +638,10 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "boundary_mm_<bin>": "the same for true layers <1, 1-3, 3-10, >10 mm thick (lt1mm, 1to3mm, 3to10mm, gt10mm)",
     "recall_<bin>": "recall of true layers in each thickness bin",
     "n_truth_<bin>": "true layers in each thickness bin",
+    "recall_<faint|medium|dark>": "recall of true layers by darkness (the fraction by which a layer darkens the "
+                                  "ice: faint < 0.4, medium 0.4-0.75, dark >= 0.75), when the truth has a "
+                                  "darkness column (synth's truth.csv)",
+    "n_truth_<faint|medium|dark>": "true layers in each darkness bin",
     "n_lens_truth": "true melt lenses (points: their midpoints)",
     "n_lens_pred": "predicted melt lenses (their midpoints)",
     "lens_hits": "predicted lenses within --lens-tol-mm of a free true lens (greedy by score, one-to-one)",
@@ -734,9 +787,12 @@ def _image_intervals(pred: pd.DataFrame, truth: pd.DataFrame) -> ImageIntervals:
         return table[["depth_from_m", "depth_to_m"]].to_numpy(float).reshape(-1, 2)
 
     layers, lenses = pred[pred["type"] == MELT_LAYER], pred[pred["type"] == MELT_LENS]
+    true_layers = truth[truth["type"] == MELT_LAYER]
+    darkness = (pd.to_numeric(true_layers["darkness"], errors="coerce").to_numpy(float) if "darkness" in truth.columns
+                else None)
     return ImageIntervals(
         layer_pred_m=span(layers), layer_score=layers["score"].to_numpy(float),
-        layer_truth_m=span(truth[truth["type"] == MELT_LAYER]),
+        layer_truth_m=span(true_layers), layer_truth_darkness=darkness,
         lens_pred_m=span(lenses).mean(axis=1), lens_score=lenses["score"].to_numpy(float),
         lens_truth_m=span(truth[truth["type"] == MELT_LENS]).mean(axis=1),
         ignore_m=span(truth[truth["type"].isin(IGNORE_TYPES)]),

@@ -61,6 +61,10 @@ def read_strip_table(data_dir: str | Path) -> pd.DataFrame:
     table_path = data_dir / "strips.csv"
     if not table_path.is_file():
         raise DatasetError("no strips.csv: is this a 'meltloc convert' output folder?", data_dir)
+    marker = data_dir / ".meltloc.json"
+    if marker.is_file() and '"complete": false' in marker.read_text(encoding="utf-8", errors="replace"):
+        raise DatasetError("this convert output is unfinished (convert was stopped); run the same 'meltloc "
+                           "convert' again to finish it", data_dir)
     table = pd.read_csv(table_path)
     need = {"image", "split", "row0", "image_rows_per_row", "px_per_mm", "width", "top_m", "bottom_m", "top_row",
             "bottom_row"}
@@ -90,6 +94,11 @@ def load_strips(data_dir: str | Path, classes: tuple[str, ...], splits: tuple[st
         pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if pixels is None:
             raise DatasetError("strip image missing or unreadable; run 'meltloc convert' again", path)
+        # e.g. left by a convert killed over an earlier run with other settings
+        if "rows" in table and pixels.shape != (int(rec.rows), int(rec.width)):
+            raise DatasetError(f"strip is {pixels.shape[0]} x {pixels.shape[1]} px but strips.csv says {rec.rows} x "
+                               f"{rec.width}: it does not belong to this table; run 'meltloc convert' again "
+                               "with --overwrite", path)
         mine = intervals[intervals["image"] == rec.image]
         to_strip = lambda rows: (np.asarray(rows, dtype=np.float64) - rec.row0) / rec.image_rows_per_row  # noqa: E731
         pos = mine[mine["type"].isin(classes)]
@@ -115,12 +124,55 @@ class Crop:
     ignore: np.ndarray
 
 
+def _photometric(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generator, rows_per_mm: float) -> np.ndarray:
+    """The look-changing augmentations of :func:`random_crop` on a float crop (rows x width); labels stay true."""
+    h, w = crop.shape
+    col = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / max((w - 1) / 2, 1)
+    if rng.random() < 0.5:  # tilt: shear the crop, each column shifted in proportion to its distance from the axis
+        half_tilt = rng.uniform(-2.0, 2.0) * rows_per_mm
+        m = np.float32([[1, 0, 0], [half_tilt / max((w - 1) / 2, 1), 1, -half_tilt]])
+        crop = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if len(intervals) and rng.random() < 0.5:  # fade layers towards the ice around them
+        background = cv2.blur(crop, (w, int(2 * 20 * rows_per_mm) | 1))
+        ramp = np.zeros(h, np.float32)
+        y = np.arange(h, dtype=np.float32) + 0.5
+        for a, b in intervals:
+            if rng.random() < 0.7:
+                ramp = np.maximum(ramp, rng.uniform(0.2, 0.8) * ((y >= a) & (y < b)))
+        ramp = cv2.GaussianBlur(ramp[:, None], (0, 0), max(0.3 * rows_per_mm, 0.5))[:, 0]
+        crop = crop + (np.maximum(background, crop) - crop) * ramp[:, None]
+    if rng.random() < 0.3:  # diffuse edges: blur along depth only
+        crop = cv2.GaussianBlur(crop, (1, 0), sigmaX=0.1, sigmaY=rng.uniform(0.2, 1.0) * rows_per_mm)
+    crop = crop * rng.uniform(0.5, 1.6)
+    if rng.random() < 0.4:  # haze or black level: every band fainter
+        crop = crop + rng.uniform(5, 40)
+    crop = 255.0 * np.clip(crop / 255.0, 0, 1) ** rng.uniform(0.6, 1.6)
+    if rng.random() < 0.4:  # vignetting and uneven light across the core
+        crop = crop * (1 - rng.uniform(0, 0.5) * col ** 2 + rng.uniform(-0.15, 0.15) * col)[None, :]
+    if rng.random() < 0.3:  # column fixed-pattern gain
+        crop = crop * (1 + rng.normal(0, rng.uniform(0.01, 0.06), w)).astype(np.float32)[None, :]
+    if rng.random() < 0.3:  # row flicker of the line scan
+        crop = crop * (1 + rng.normal(0, rng.uniform(0.01, 0.04), h)).astype(np.float32)[:, None]
+    if rng.random() < 0.3:
+        crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.5:
+        crop = crop + rng.normal(0, rng.uniform(1, 8), crop.shape).astype(np.float32)
+    return crop
+
+
 def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus: float = 0.6,
-                augment: bool = True) -> Crop:
+                augment: bool = True, rows_per_mm: float = 10.0) -> Crop:
     """A crop of ``rows`` strip rows, often centred near a true interval or a core end, augmented.
 
-    Augmentation (when ``augment``): scale jitter along depth (0.85-1.15),
-    vertical and horizontal flips, gain, gamma, blur and noise.
+    Augmentation (when ``augment``), so that a head learns layers rather than
+    one generator's look: scale jitter along depth (0.85-1.15), vertical and
+    horizontal flips, tilt (a shear of up to +/- 4 mm across the strip, which
+    leaves each interval's mean over the width where it was), fading of the
+    true layers towards the ice around them (faint layers from dark ones),
+    blur along depth (diffuse edges), haze and black level (an offset that
+    makes every band fainter), gain, gamma, vignetting, column fixed-pattern
+    gain, row flicker, isotropic blur and noise. Every transform keeps the
+    intervals true.
     """
     pix = sample.pixels
     iv, cls, ign = sample.intervals.copy(), sample.classes.copy(), sample.ignore.copy()
@@ -156,11 +208,6 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
             iv, ign = rows - iv[:, ::-1], rows - ign[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        crop = np.ascontiguousarray(crop) * rng.uniform(0.6, 1.5)
-        crop = 255.0 * np.clip(crop / 255.0, 0, 1) ** rng.uniform(0.7, 1.4)
-        if rng.random() < 0.3:
-            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 1.5))
-        if rng.random() < 0.5:
-            crop = crop + rng.normal(0, rng.uniform(1, 8), crop.shape).astype(np.float32)
+        crop = _photometric(np.ascontiguousarray(crop), iv, rng, rows_per_mm=rows_per_mm)
     crop = np.clip(crop, 0, 255).astype(np.uint8)
     return Crop(crop, iv.reshape(-1, 2).astype(np.float32), cls, ign.reshape(-1, 2).astype(np.float32))

@@ -60,6 +60,32 @@ FIRST_BAG = 26
 CLATHRATE_M = 1150.0
 BRITTLE_M = (650.0, 950.0)
 CRACK = "crack"
+STYLES = ("wide", "hard", "classic")
+"""Synthetic looks: ``wide`` (default: varied), ``hard`` (the hard end of every range), ``classic`` (the first round's)."""
+
+# Per style: the ranges each section's look is drawn from. Darkness is the
+# fraction by which a melt layer darkens the ice around it (1 = black);
+# ``p_faint``/``p_medium`` are the shares of faint (0.2-0.4) and medium
+# (0.4-0.75) layers, the rest is dark (0.75-1). Edges are the width of the
+# boundary ramp in mm; tilt is the shift of a boundary from the core's axis to
+# its side in mm (so twice that across the core).
+_STYLE_RANGES = {
+    "classic": dict(p_faint=0.0, p_medium=0.0, dark=(0.88, 1.0), p_diffuse=0.25, sharp_mm=(0.03, 0.08),
+                    diffuse_mm=(0.3, 0.8), p_thick=0.0, tilt_mm=(0.0, 0.6), wave_mm=0.25, p_near_end=0.0,
+                    end_gap_mm=3.0, p_any_depth=0.0, gain=(0.75, 1.3), gamma=(0.8, 1.25), blur_px=(0.3, 1.2),
+                    noise=(1.0, 4.0), vignette=(0.1, 0.35), column_fpn=0.0, row_flicker=0.0, p_16bit=0.0,
+                    breaks=(1.2, 7.0), cracks=(1.5, 3.0), break_angle=(2.0, 20.0), side_wobble_mm=0.0, chips=0.0),
+    "wide": dict(p_faint=0.3, p_medium=0.3, dark=(0.75, 1.0), p_diffuse=0.45, sharp_mm=(0.03, 0.1),
+                 diffuse_mm=(0.2, 2.0), p_thick=0.15, tilt_mm=(0.0, 2.0), wave_mm=0.6, p_near_end=0.2,
+                 end_gap_mm=2.5, p_any_depth=0.5, gain=(0.45, 1.6), gamma=(0.6, 1.6), blur_px=(0.3, 2.5),
+                 noise=(1.0, 7.0), vignette=(0.05, 0.6), column_fpn=0.04, row_flicker=0.03, p_16bit=0.3,
+                 breaks=(2.5, 9.0), cracks=(2.5, 4.0), break_angle=(0.5, 20.0), side_wobble_mm=0.6, chips=3.0),
+    "hard": dict(p_faint=0.45, p_medium=0.35, dark=(0.75, 1.0), p_diffuse=0.7, sharp_mm=(0.05, 0.15),
+                 diffuse_mm=(0.5, 2.0), p_thick=0.25, tilt_mm=(0.75, 2.0), wave_mm=1.0, p_near_end=0.3,
+                 end_gap_mm=2.5, p_any_depth=0.7, gain=(0.45, 1.6), gamma=(0.6, 1.6), blur_px=(1.0, 2.5),
+                 noise=(3.0, 8.0), vignette=(0.3, 0.6), column_fpn=0.06, row_flicker=0.04, p_16bit=0.3,
+                 breaks=(4.0, 10.0), cracks=(3.5, 5.0), break_angle=(0.5, 10.0), side_wobble_mm=1.0, chips=5.0),
+}
 _CHUNK_ROWS = 2048
 _MARGIN_ROWS = 16
 
@@ -90,6 +116,15 @@ class SynthConfig:
         max_offset_mm: largest misalignment of a section's labels.
         label_jitter_mm: per-boundary scatter of the hand-picked depths.
         melt_fraction: probability that a section above 1150 m holds melt.
+        style: the range each section's look is drawn from (:data:`STYLES`):
+            ``classic`` (the first round's single look: near-black layers,
+            mostly sharp edges, small tilt, one camera), ``wide`` (faint to
+            black layers, sharp to diffuse edges, thick faint layers, tilt up to
+            4 mm across the core, layers near the core ends, bubbles of any
+            depth in 100-1150 m, wide camera settings with vignetting, column
+            fixed-pattern noise and row flicker, 8- and 16-bit files, more
+            cracks and breaks, wobbly and chipped core sides) or ``hard`` (the
+            hard end of the wide ranges: mostly faint, diffuse, tilted layers).
     """
 
     px_per_cm: float = 186.0
@@ -98,8 +133,11 @@ class SynthConfig:
     max_offset_mm: float = 10.0
     label_jitter_mm: float = 0.03
     melt_fraction: float = 0.85
+    style: str = "wide"
 
     def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise MeltlocError(f"style must be one of {', '.join(STYLES)}, not {self.style!r}")
         if self.image_format.lower().lstrip(".") not in ("png", "bmp", "tif", "tiff"):
             raise MeltlocError(f"image format must be png, bmp or tif, not {self.image_format!r}")
         if (self.first_bag - FIRST_BAG) % 3:
@@ -130,6 +168,11 @@ class Feature:
     point: bool = False
 
     @property
+    def darkness(self) -> float:
+        """Fraction by which the feature darkens the ice around it (1 = black)."""
+        return 1.0 - self.residual
+
+    @property
     def row_from(self) -> float:
         return float(np.nanmean(self.top)) if self.kind in (MELT_LAYER, UNCERTAIN) else float(np.nanmin(self.top))
 
@@ -157,6 +200,7 @@ class Section:
     right_col: int
     offset_mm: float
     features: list[Feature] = field(default_factory=list)
+    px_per_mm: float = 1.0
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, corr: float, amp: float) -> np.ndarray:
@@ -175,6 +219,8 @@ class _Drawer:
 
     def __init__(self, cfg: SynthConfig, rng: np.random.Generator, bag: int):
         self.cfg, self.rng, self.bag = cfg, rng, bag
+        self.R = _STYLE_RANGES[cfg.style]
+        self.classic = cfg.style == "classic"
         self.mm = cfg.px_per_mm
         self.top_m = bag_top_m(bag)
         self.depth_m = self.top_m + SECTION_M / 2
@@ -201,6 +247,17 @@ class _Drawer:
         self.scale = DepthScale(self.top_m, self.top_m + SECTION_M,
                                 float(self.top_end[inside].mean()), float(self.bottom_end[inside].mean()))
         self.features: list[Feature] = []
+        # Core sides that are not ruler-straight, with chips out of the edges (rows -> columns inward).
+        self.side_left = np.zeros(self.H, np.float32)
+        self.side_right = np.zeros(self.H, np.float32)
+        if not self.classic:
+            for side in (self.side_left, self.side_right):
+                side += np.abs(_smooth_noise(r, self.H, r.uniform(20, 80) * self.mm, self.R["side_wobble_mm"] * self.mm))
+                rows = np.arange(self.H, dtype=np.float32)
+                for _ in range(r.poisson(self.R["chips"])):
+                    yc, half = r.uniform(0, self.H), r.uniform(2.5, 15) * self.mm
+                    depth = r.uniform(0.5, 3.0) * self.mm
+                    side += depth * np.sqrt(np.clip(1 - ((rows - yc) / half) ** 2, 0, None))
 
     def _core_columns_at(self, row: float) -> np.ndarray:
         """Columns inside the core at a row (the core is slightly tilted)."""
@@ -219,10 +276,16 @@ class _Drawer:
                 return y
         return None
 
-    def _band(self, y0: float, thick: float, max_tilt_mm: float, wave_mm: float) -> tuple[np.ndarray, np.ndarray]:
-        """Boundaries of a band crossing the full width: tilted, wavy, thickness varying a little."""
+    def _band(self, y0: float, thick: float, max_tilt_mm: float, wave_mm: float,
+              tilt_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Boundaries of a band crossing the full width: tilted, wavy, thickness varying a little.
+
+        ``tilt_mm`` (signed) is the boundary's shift from the axis to the side; None draws it within ``max_tilt_mm``.
+        """
         r, c = self.rng, self.cols - self.cmid
-        tilt = r.uniform(-max_tilt_mm, max_tilt_mm) * self.mm / (self.core_w / 2)
+        if tilt_mm is None:
+            tilt_mm = r.uniform(-max_tilt_mm, max_tilt_mm)
+        tilt = tilt_mm * self.mm / (self.core_w / 2)
         lam = r.uniform(20, 80) * self.mm
         wave = r.uniform(0, wave_mm) * self.mm * np.sin(2 * np.pi * c / lam + r.uniform(0, 2 * np.pi))
         mid = y0 + thick / 2 + tilt * c + wave
@@ -245,6 +308,39 @@ class _Drawer:
         bottom = np.where(np.abs(u) < 1, yc + half, np.nan).astype(np.float32)
         return top, bottom
 
+    def _varied_layer(self, thick_mm: float, taken: list[tuple[float, float]]) -> None:
+        """A melt layer of the wide/hard styles: any darkness, sharp to diffuse, tilted, possibly near an end."""
+        r, mm, R = self.rng, self.mm, self.R
+        if r.random() < R["p_thick"]:
+            thick_mm = r.uniform(5.0, 15.0)
+        u = r.random()
+        if u < R["p_faint"]:
+            darkness = r.uniform(0.2, 0.4)
+            thick_mm = max(thick_mm, r.uniform(1.0, 3.0))  # a faint band under 1 mm is not seen by anyone
+        elif u < R["p_faint"] + R["p_medium"]:
+            darkness = r.uniform(0.4, 0.75)
+        else:
+            darkness = r.uniform(*R["dark"])
+        thick = thick_mm * mm
+        gap = R["end_gap_mm"] * mm
+        lo = hi = None
+        if r.random() < R["p_near_end"]:  # within 10 cm of a core end
+            if r.random() < 0.5:
+                lo, hi = self.scale.top_row + gap, self.scale.top_row + 100 * mm
+            else:
+                lo, hi = self.scale.bottom_row - 100 * mm - thick, self.scale.bottom_row - gap - thick
+        else:
+            lo, hi = self.scale.top_row + gap, self.scale.bottom_row - gap - thick
+        y0 = self._free_spot(thick, taken, 4 * mm, lo, hi)
+        if y0 is None:
+            return
+        tilt_mm = r.uniform(*R["tilt_mm"]) * r.choice([-1.0, 1.0])
+        top, bottom = self._band(y0, thick, 0.0, R["wave_mm"], tilt_mm=tilt_mm)
+        edge_mm = r.uniform(*R["diffuse_mm"]) if r.random() < R["p_diffuse"] else r.uniform(*R["sharp_mm"])
+        edge_mm = min(edge_mm, 0.8 * thick_mm + 0.1)
+        self.features.append(Feature(MELT_LAYER, top, bottom, max(edge_mm * mm, 1.0), residual=1.0 - darkness,
+                                     raw_type="meltLayer"))
+
     def draw_features(self) -> None:
         r, mm = self.rng, self.mm
         taken: list[tuple[float, float]] = []
@@ -255,15 +351,18 @@ class _Drawer:
             n_layers = int(r.choice([1, 2, 3, 4, 5, 6], p=[0.2, 0.25, 0.2, 0.15, 0.12, 0.08]))
         for _ in range(n_layers):
             thick_mm = float(np.clip(np.exp(r.normal(np.log(2.3), 0.8)), 0.5, 15.0))
-            thick = thick_mm * mm
-            y0 = self._free_spot(thick, taken, 4 * mm)
-            if y0 is None:
+            if self.classic:
+                thick = thick_mm * mm
+                y0 = self._free_spot(thick, taken, 4 * mm)
+                if y0 is None:
+                    continue
+                top, bottom = self._band(y0, thick, max_tilt_mm=0.6, wave_mm=0.25)
+                diffuse = r.random() < 0.25
+                edge = (r.uniform(0.3, 0.8) if diffuse else r.uniform(0.03, 0.08)) * mm
+                self.features.append(Feature(MELT_LAYER, top, bottom, max(edge, 1.0), residual=r.uniform(0.0, 0.12),
+                                             raw_type="meltLayer"))
                 continue
-            top, bottom = self._band(y0, thick, max_tilt_mm=0.6, wave_mm=0.25)
-            diffuse = r.random() < 0.25
-            edge = (r.uniform(0.3, 0.8) if diffuse else r.uniform(0.03, 0.08)) * mm
-            self.features.append(Feature(MELT_LAYER, top, bottom, max(edge, 1.0), residual=r.uniform(0.0, 0.12),
-                                         raw_type="meltLayer"))
+            self._varied_layer(thick_mm, taken)
         # Melt lenses.
         for _ in range(int(r.choice([0, 1, 2, 3], p=[0.45, 0.3, 0.15, 0.1])) if bubbly else 0):
             thick, width = r.uniform(0.6, 3.0) * mm, r.uniform(8, 40) * mm
@@ -272,7 +371,8 @@ class _Drawer:
                 continue
             cc = r.uniform(self.left0 + width / 2, self.left0 + self.core_w - width / 2)
             top, bottom = self._patch(y0 + thick / 2, thick, width, cc, ragged=0.1)
-            self.features.append(Feature(MELT_LENS, top, bottom, max(0.05 * mm, 1.0), residual=r.uniform(0.0, 0.15),
+            self.features.append(Feature(MELT_LENS, top, bottom, max(0.05 * mm, 1.0),
+                                         residual=r.uniform(0.0, 0.15 if self.classic else 0.5),
                                          raw_type="meltLens", point=True))
         # Uncertain entries: faint bands or faint patches.
         for _ in range(int(r.choice([0, 1, 2], p=[0.55, 0.3, 0.15])) if bubbly else 0):
@@ -305,11 +405,12 @@ class _Drawer:
                                          point=True))
         # Cracks (thin inclined lines, mostly bright) and breaks (dark, jagged, near horizontal).
         brittle = BRITTLE_M[0] <= self.depth_m <= BRITTLE_M[1]
-        n_breaks = r.poisson(7 if brittle else 1.2)
-        n_cracks = r.poisson(3 if brittle else 1.5)
+        R = self.R
+        n_breaks = r.poisson(R["breaks"][1] if brittle else R["breaks"][0])
+        n_cracks = r.poisson(R["cracks"][1] if brittle else R["cracks"][0])
         for i in range(n_breaks + n_cracks):
             is_break = i < n_breaks
-            angle = np.radians(r.uniform(2, 20) if is_break else r.uniform(8, 45)) * r.choice([-1, 1])
+            angle = np.radians(r.uniform(*R["break_angle"]) if is_break else r.uniform(8, 45)) * r.choice([-1, 1])
             thick = (r.uniform(0.1, 0.5) if is_break else r.uniform(0.05, 0.3)) * mm
             c = self.cols - self.cmid
             y_mid = r.uniform(self.scale.top_row + 5 * mm, self.scale.bottom_row - 5 * mm)
@@ -330,6 +431,9 @@ class _Drawer:
     # ------------------------------------------------------------------ appearance
     def draw_appearance(self) -> None:
         r, mm, d = self.rng, self.mm, self.depth_m
+        R = self.R
+        if not self.classic and d < CLATHRATE_M and r.random() < R["p_any_depth"]:
+            d = r.uniform(100.0, CLATHRATE_M)  # the bubbles of any depth of the bubbly ice
         # Bubbles per mm^2 of image and their radius, by depth.
         if d < 60:
             density, radius_mm, haze = 2.0, 0.32, 0.40
@@ -359,15 +463,24 @@ class _Drawer:
             self.banding += np.clip(_smooth_noise(r, self.H, 6 * mm, 2.5), 0, None)
         # Illumination: across the width (uneven, brighter centre) and slowly along the length.
         c = (self.cols - self.cmid) / (self.core_w / 2)
-        self.illum_col = (1 - r.uniform(0.1, 0.35) * c ** 2 + r.uniform(-0.15, 0.15) * c
+        self.illum_col = (1 - r.uniform(*R["vignette"]) * c ** 2 + r.uniform(-0.15, 0.15) * c
                           + _smooth_noise(r, self.W, 10 * mm, 0.04)).astype(np.float32)
         self.illum_row = (1 + _smooth_noise(r, self.H, r.uniform(150, 500) * mm, 0.1)).astype(np.float32)
         # Camera: exposure, gamma, focus blur, noise, black level.
-        self.gain = r.uniform(0.75, 1.3)
-        self.gamma = r.uniform(0.8, 1.25)
-        self.blur = r.uniform(0.3, 1.2) * max(self.cfg.px_per_cm / 186.0, 0.35) + 0.3
-        self.noise = r.uniform(1.0, 4.0)
+        self.gain = r.uniform(*R["gain"])
+        self.gamma = r.uniform(*R["gamma"])
+        self.blur = r.uniform(*R["blur_px"]) * max(self.cfg.px_per_cm / 186.0, 0.35) + 0.3
+        self.noise = r.uniform(*R["noise"])
         self.black = r.uniform(0.0, 5.0)
+        # Sensor: column fixed-pattern gain, row-to-row flicker of the line scan, 16-bit files.
+        self.column_gain = np.ones(self.W, np.float32)
+        self.row_gain = np.ones(self.H, np.float32)
+        self.bits16 = False
+        if not self.classic:
+            self.column_gain += (r.standard_normal(self.W) * r.uniform(0, R["column_fpn"])).astype(np.float32)
+            flicker = r.standard_normal(self.H).astype(np.float32) * r.uniform(0, R["row_flicker"])
+            self.row_gain += cv2.GaussianBlur(flicker[:, None], (0, 0), 1.0)[:, 0]
+            self.bits16 = self.cfg.image_format != "bmp" and r.random() < R["p_16bit"]
 
     # ------------------------------------------------------------------ rendering
     def _coverage(self, f: Feature, rows: np.ndarray) -> np.ndarray:
@@ -380,7 +493,7 @@ class _Drawer:
         return np.nan_to_num(cov, nan=0.0)
 
     def render(self, seed: int) -> np.ndarray:
-        out = np.empty((self.H, self.W), np.uint8)
+        out = np.empty((self.H, self.W), np.uint16 if self.bits16 else np.uint8)
         for k, r0 in enumerate(range(0, self.H, _CHUNK_ROWS)):
             r1 = min(self.H, r0 + _CHUNK_ROWS)
             a0, a1 = max(0, r0 - _MARGIN_ROWS), min(self.H, r1 + _MARGIN_ROWS)
@@ -391,7 +504,7 @@ class _Drawer:
             noise_rng = np.random.default_rng([seed, self.bag, k])
             block += noise_rng.standard_normal(block.shape, dtype=np.float32) * self.noise
             np.clip(block, 0, 255, out=block)
-            out[r0:r1] = block.astype(np.uint8)
+            out[r0:r1] = np.round(block * 257.0).astype(np.uint16) if self.bits16 else block.astype(np.uint8)
         return out
 
     def _render_rows(self, a0: int, a1: int) -> np.ndarray:
@@ -428,11 +541,16 @@ class _Drawer:
         y = rows[:, None].astype(np.float32) + 0.5
         core = np.clip(np.minimum(y + 0.5, self.bottom_end[None, :]) - np.maximum(y - 0.5, self.top_end[None, :]), 0, 1)
         left = self.left0 + (rows - self.row0) * self.tilt
+        right = left + self.core_w - self.side_right[a0:a1]
+        left = left + self.side_left[a0:a1]
         x = self.cols[None, :]
-        core *= np.clip(np.minimum(x + 0.5, (left + self.core_w)[:, None]) - np.maximum(x - 0.5, left[:, None]), 0, 1)
+        core *= np.clip(np.minimum(x + 0.5, right[:, None]) - np.maximum(x - 0.5, left[:, None]), 0, 1)
         ice *= core
         ice *= self.illum_col[None, :]
         ice *= self.illum_row[a0:a1, None]
+        if not self.classic:
+            ice *= self.column_gain[None, :]
+            ice *= self.row_gain[a0:a1, None]
         # Camera response.
         np.clip(ice * self.gain, 0, 1, out=ice)
         cv2.pow(ice, self.gamma, ice)
@@ -455,7 +573,7 @@ def draw_section(bag: int, seed: int, cfg: SynthConfig) -> Section:
     right_col = int(np.floor(lefts.min() + drawer.core_w)) - 1
     return Section(image=image, name=f"{bag}.{cfg.image_format}", bag=bag, top_m=drawer.top_m,
                    bottom_m=drawer.top_m + SECTION_M, scale=drawer.scale, left_col=left_col, right_col=right_col,
-                   offset_mm=offset_mm, features=drawer.features)
+                   offset_mm=offset_mm, features=drawer.features, px_per_mm=cfg.px_per_mm)
 
 
 def truth_rows(section: Section) -> list[dict]:
@@ -466,7 +584,9 @@ def truth_rows(section: Section) -> list[dict]:
         d0, d1 = (float(v) for v in section.scale.row_to_depth([r0, r1]))
         out.append({"image": section.name, "type": f.kind, "depth_from_m": round(d0, 6), "depth_to_m": round(d1, 6),
                     "row_from": round(r0, 2), "row_to": round(r1, 2), "thickness_mm": round((d1 - d0) * 1000, 3),
-                    "offset_mm": round(section.offset_mm, 4), "logged": f.raw_type is not None})
+                    "offset_mm": round(section.offset_mm, 4), "logged": f.raw_type is not None,
+                    "darkness": round(f.darkness, 3) if f.kind in (MELT_LAYER, MELT_LENS) else np.nan,
+                    "edge_mm": round(f.edge_px / section.px_per_mm, 3)})
     return sorted(out, key=lambda rec: rec["row_from"])
 
 
@@ -538,14 +658,15 @@ def write_core(out: str | Path, n_sections: int, seed: int, config: SynthConfig 
     labels.extend(_outside_rows(bag_top_m(bags[0]), bag_top_m(bags[-1]) + SECTION_M, label_rng))
     table = pd.DataFrame(manifest)
     write_manifest(table, out / "sections.tab", out / "sections.csv",
-                   citation=f"meltloc synth --sections {n_sections} --px-per-cm {cfg.px_per_cm:g} --seed {seed}")
+                   citation=f"meltloc synth --sections {n_sections} --px-per-cm {cfg.px_per_cm:g} --seed {seed} "
+                            f"--style {cfg.style}")
     label_df = pd.DataFrame(labels).sort_values("depth from", kind="stable")
     write_labels(label_df, out / "features.csv")
     truth_df = pd.DataFrame(truth, columns=["image", "type", "depth_from_m", "depth_to_m", "row_from", "row_to",
-                                            "thickness_mm", "offset_mm", "logged"])
+                                            "thickness_mm", "offset_mm", "logged", "darkness", "edge_mm"])
     write_csv(truth_df, out / "truth.csv")
     write_csv(pd.DataFrame(sections), out / "truth_sections.csv")
     n_melt = int((truth_df["type"] == MELT_LAYER).sum())
     return (f"wrote {n_sections} sections ({bag_top_m(bags[0]):.2f}-{bag_top_m(bags[-1]) + SECTION_M:.2f} m, "
-            f"{cfg.px_per_cm:g} px/cm) to {out}: {n_melt} melt layers, "
+            f"{cfg.px_per_cm:g} px/cm, {cfg.style} style) to {out}: {n_melt} melt layers, "
             f"{int((truth_df['type'] == MELT_LENS).sum())} lenses, {len(label_df)} label rows")

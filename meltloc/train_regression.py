@@ -21,7 +21,7 @@ from meltloc import MELT_LAYER
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.errors import CheckpointError, DatasetError
 from meltloc.models.regression import (RegressionConfig, RegressionNet, count_parameters, detect_strip,
-                                       label_positions, losses, normalise_strip)
+                                       label_positions, losses, normalise_for)
 from meltloc.progress import progress
 from meltloc.strip_dataset import StripSample, load_strips, random_crop, read_strip_table
 
@@ -32,7 +32,7 @@ HEAD = "regression"
 class TrainSettings:
     """Training settings of the regression head (stored in the checkpoint)."""
 
-    epochs: int = 40
+    epochs: int = 50
     steps_per_epoch: int = 50
     batch: int = 8
     crop_rows: int = 2048
@@ -44,8 +44,9 @@ class TrainSettings:
 
 
 def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
-    crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows) for _ in range(s.batch)]
-    x = torch.stack([normalise_strip(c.pixels) for c in crops])[:, None]
+    crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows, rows_per_mm=model.cfg.px_per_mm)
+             for _ in range(s.batch)]
+    x = torch.stack([normalise_for(model.cfg, c.pixels) for c in crops])[:, None]
     n = s.crop_rows // model.cfg.stride
     centers = model.centers(n)
     targets = [label_positions(centers, torch.from_numpy(c.intervals), torch.from_numpy(c.classes),

@@ -120,3 +120,69 @@ def test_synth_command_writes_a_core(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("images/227.png", "sections.tab", "sections.csv", "features.csv", "truth.csv"):
         assert (tmp_path / "c" / name).is_file()
+
+
+def test_the_classic_style_draws_the_first_rounds_pixels():
+    """Earlier figures stay reproducible: --style classic gives the pixels the first round's synth gave."""
+    from meltloc.synth import draw_section
+
+    section = draw_section(227, 5, SynthConfig(px_per_cm=12, style="classic"))
+    assert section.image.shape == (2015, 116)
+    assert hashlib.sha256(section.image.tobytes()).hexdigest() == \
+        "ad616ba336b4f95b9e41e2e2e79c5bde8d2d35d51cf46f748bbe3b5c6656f901"
+
+
+def _layer_contrast(image: np.ndarray, sec, rec) -> float:
+    """1 - (mean of the layer's rows) / (median of the ice 2-6 mm either side), over the core's columns."""
+    profile = image[:, int(sec.left_col):int(sec.right_col)].astype(np.float32).mean(axis=1)
+    px_per_mm = sec.px_per_m / 1000
+    inside = profile[int(np.ceil(rec.row_from)):int(np.floor(rec.row_to)) + 1]
+    around = np.r_[profile[max(0, int(rec.row_from - 6 * px_per_mm)):int(rec.row_from - 2 * px_per_mm)],
+                   profile[int(rec.row_to + 2 * px_per_mm):int(rec.row_to + 6 * px_per_mm)]]
+    return 1 - float(inside.mean()) / float(np.median(around))
+
+
+def test_wide_and_hard_styles_draw_faint_to_black_layers_and_record_their_darkness(tmp_path):
+    for style in ("wide", "hard"):
+        out = tmp_path / style
+        write_core(out, n_sections=8, seed=4, config=SynthConfig(px_per_cm=30, style=style, first_bag=1211))
+        truth = pd.read_csv(out / "truth.csv")
+        layers = truth[truth["type"] == MELT_LAYER]
+        assert len(layers) >= 8
+        assert layers["darkness"].between(0.2, 1.0).all()
+        assert truth.loc[truth["type"] != "melt_layer", "edge_mm"].notna().all()
+        sections = pd.read_csv(out / "truth_sections.csv").set_index("image")
+        contrast, darkness = [], []
+        for rec in layers.itertuples():
+            if rec.thickness_mm < 2:  # thin layers are blurred at 30 px/cm: their mean says little
+                continue
+            image = read_image(out / "images" / rec.image)
+            image = image.astype(np.float32) / (257.0 if image.dtype == np.uint16 else 1.0)
+            contrast.append(_layer_contrast(image, sections.loc[rec.image], rec))
+            darkness.append(rec.darkness)
+        contrast, darkness = np.array(contrast), np.array(darkness)
+        assert (contrast > 0).all(), (style, contrast)  # every layer is darker than the ice around it
+        assert np.corrcoef(contrast, darkness)[0, 1] > 0.5  # and as dark as truth.csv says, roughly
+        if style == "hard":
+            assert (layers["darkness"] < 0.4).mean() >= 0.3  # the hard set is mostly faint
+            assert layers["edge_mm"].median() >= 0.4        # and diffuse
+
+
+def test_wide_style_varies_the_camera_and_writes_8_and_16_bit_files(tmp_path):
+    write_core(tmp_path, n_sections=12, seed=2, config=SynthConfig(px_per_cm=10, style="wide"))
+    depths = {read_image(p).dtype for p in list_images(tmp_path / "images")}
+    assert depths == {np.dtype(np.uint8), np.dtype(np.uint16)}
+    manifest = read_manifest(tmp_path / "sections.tab").table.set_index("image")
+    sections = pd.read_csv(tmp_path / "truth_sections.csv")
+    for sec in sections.itertuples():  # 16-bit or chipped, the core's ends are still found
+        bounds = find_core(read_image(tmp_path / "images" / sec.image))
+        assert abs(bounds.top_row - sec.top_row) < 0.7 * sec.px_per_m / 1000
+        assert abs(bounds.bottom_row - sec.bottom_row) < 0.7 * sec.px_per_m / 1000
+        assert manifest.loc[sec.image, "top_m"] == pytest.approx(sec.top_m)
+
+
+def test_an_unknown_style_is_refused_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "cli.py"), "synth", str(tmp_path / "x"), "--style", "pretty"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "wide, hard, classic" in result.stderr and "Traceback" not in result.stderr

@@ -7,8 +7,11 @@ FCOS/ActionFormer in one dimension:
 * **Input**: a core strip (:mod:`meltloc.strips`) at ``px_per_mm`` rows per
   millimetre of core (default 10: 0.1 mm per row, so a 0.5 mm layer spans 5
   rows and boundaries can be placed to ~0.1 mm) and ``width`` columns
-  (default 64 across ~8 cm). Each strip is divided by its median brightness,
-  so exposure and gain do not matter.
+  (default 64 across ~8 cm). Each strip is divided by its local brightness
+  (the 75th percentile of the row means over +/- 20 mm of core), so exposure,
+  gain, illumination along the core and bubble density do not matter and a
+  faint layer is as dark, relative to the ice around it, wherever it lies.
+  (Checkpoints of the first round divide by the strip's median instead.)
 * **2-D stem** (3 convolutions): squeezes the width 64 -> 16 -> 8 -> 4 and
   halves the depth once, then pools across the width (mean and max, so a lens
   covering part of the width still shows) into a sequence along depth at
@@ -62,6 +65,8 @@ class RegressionConfig:
     distance_scale: float = 8.0
     score_threshold: float = 0.05
     nms_iou: float = 0.3
+    normalisation: str = "local"
+    norm_window_mm: float = 41.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +74,7 @@ class RegressionConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RegressionConfig":
         d = dict(d)
+        d.setdefault("normalisation", "median")  # checkpoints written before local normalisation
         for key in ("classes", "channels"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -80,6 +86,33 @@ def normalise_strip(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(pixels), dtype=torch.float32) / 255.0
     level = torch.quantile(x[:: max(1, x.shape[0] // 4096)].flatten(), 0.5).clamp(min=0.02)
     return (x / level).clamp(0, 4)
+
+
+def normalise_local(pixels: np.ndarray | torch.Tensor, window_rows: int) -> torch.Tensor:
+    """Strip pixels (uint8, rows x width) -> float tensor divided by the local brightness, clipped to [0, 4].
+
+    The local brightness of a row is the 75th percentile of the row means within
+    ``window_rows`` around it (dark bands up to ~3/4 of the window do not pull it
+    down), computed every 5 rows and interpolated.
+    """
+    x = torch.as_tensor(np.asarray(pixels), dtype=torch.float32) / 255.0
+    h = x.shape[0]
+    step = 5
+    profile = x.mean(dim=1)
+    n = (h + step - 1) // step
+    coarse = F.pad(profile[None, None], (0, n * step - h), mode="replicate").reshape(n, step).mean(dim=1)
+    half = max(1, window_rows // (2 * step))
+    padded = F.pad(coarse[None, None], (half, half), mode="replicate")[0, 0]
+    level = torch.quantile(padded.unfold(0, 2 * half + 1, 1), 0.75, dim=1)            # (n,)
+    level = F.interpolate(level[None, None], size=h, mode="linear", align_corners=False)[0, 0]
+    return (x / level.clamp(min=0.02)[:, None]).clamp(0, 4)
+
+
+def normalise_for(cfg: "RegressionConfig", pixels) -> torch.Tensor:
+    """The head's input normalisation, as its config names it."""
+    if cfg.normalisation == "local":
+        return normalise_local(pixels, int(round(cfg.norm_window_mm * cfg.px_per_mm)))
+    return normalise_strip(pixels)
 
 
 class _Conv2d(nn.Sequential):
@@ -310,7 +343,7 @@ def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: floa
     cfg = model.cfg
     thr = cfg.score_threshold if score_threshold is None else score_threshold
     h = pixels.shape[0]
-    x = pad_rows(normalise_strip(pixels)[None, None])
+    x = pad_rows(normalise_for(cfg, pixels)[None, None])
     logits, distances = model(x)
     n = logits.shape[-1]
     centers = model.centers(n)
@@ -364,5 +397,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["RegressionConfig", "RegressionNet", "Targets", "label_positions", "losses", "detect_strip",
-           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "pad_rows", "count_parameters",
+           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "normalise_local", "normalise_for", "pad_rows", "count_parameters",
            "fuse_for_inference"]

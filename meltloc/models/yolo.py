@@ -7,10 +7,15 @@ full-width box), from a model YAML (random weights) or a local ``.pt``,
 offline (:mod:`meltloc.models.yolo_env`). The trainer's own run folder
 (weights, ``results.csv``, ``args.yaml``) goes to ``--runs`` (default
 ``<out>.runs/``), never into the repository. The checkpoint written to
-``out`` wraps the bytes of ultralytics' ``best.pt`` with meltloc's metadata
-(working scale, tiling, input size, classes, training settings, seconds)
-and the operating score threshold: the one with the best melt-layer F1 at
-IoU 0.5 on the val sections, scored with :func:`meltloc.metrics.evaluate_intervals`.
+``out`` holds the trained network as plain data (its model YAML and state
+dict, :func:`network_payload`; rebuilt offline by :func:`build_network`, so
+loading it runs no code) with meltloc's metadata (working scale, tiling,
+input size, classes, training settings, seconds) and the operating score
+threshold: the one with the best melt-layer F1 at IoU 0.5 on the val
+sections, scored with :func:`meltloc.metrics.evaluate_intervals`. A foreign
+ultralytics ``.pt`` (a pickle) as ``--model``, an old checkpoint holding one,
+or a ``--resume`` run file this machine's meltloc did not write is refused
+unless ``--trust-checkpoint`` is given.
 
 **Thin layers.** A 0.5 mm layer is 5 strip rows at 10 px/mm; convert makes
 every box at least 6 rows high (``min_box_rows``). ultralytics drops a box
@@ -47,7 +52,6 @@ depth, class-agnostic; then image rows.
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 import time
@@ -352,25 +356,77 @@ def count_kept_labels(data_dir: str | Path, settings: YoloSettings | None = None
 # Inference
 # ----------------------------------------------------------------------------------------------------------------------
 
-def load_network(blob: bytes, device: str = "cpu") -> torch.nn.Module:
-    """The ultralytics detection model from the bytes of a ``best.pt``: float, fused, in evaluation mode.
+def network_payload(model: torch.nn.Module) -> dict:
+    """An ultralytics detection model as plain data: its model YAML (a dict) and its float state dict.
+
+    This is what a meltloc YOLO checkpoint stores (``checkpoint["model"]``); :func:`build_network` rebuilds the
+    network from it offline, and nothing in it is a pickled object.
+    """
+    from meltloc.checkpoint import plain
+
+    model = model.float()
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"yaml": plain(dict(model.yaml)), "state_dict": state}
+
+
+def build_network(payload: dict, device: str = "cpu", fuse: bool = True) -> torch.nn.Module:
+    """The ultralytics detection model rebuilt from :func:`network_payload`: float, fused, in evaluation mode.
 
     Raises:
-        CheckpointError: the bytes are not an ultralytics checkpoint.
+        CheckpointError: the YAML or the weights do not make a network.
     """
+    import copy
+
+    from meltloc.models.yolo_env import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    try:
+        spec = copy.deepcopy(dict(payload["yaml"]))
+        model = DetectionModel(cfg=spec, ch=int(spec.get("channels", 3)), nc=spec.get("nc"), verbose=False)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except Exception as exc:  # ultralytics and torch raise many kinds
+        raise CheckpointError(f"the YOLO network in this checkpoint cannot be rebuilt ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]})") from exc
+    model = model.float()
+    model = model.fuse(verbose=False) if fuse and hasattr(model, "fuse") else model
+    return model.to(device).eval()
+
+
+def unpickle_ultralytics(blob: bytes) -> torch.nn.Module:
+    """The model in the bytes of an ultralytics ``.pt`` (a pickle): only with ``--trust-checkpoint``.
+
+    Raises:
+        CheckpointError: not trusted (the pickle could run code), or not an ultralytics checkpoint.
+    """
+    from meltloc.checkpoint import safe_load
     from meltloc.models.yolo_env import import_ultralytics
 
     import_ultralytics()
     import ultralytics.nn.tasks  # noqa: F401  (the pickled classes)
 
+    ckpt = safe_load(bytes(blob), what="ultralytics checkpoint")
     try:
-        ckpt = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
-        model = (ckpt.get("ema") or ckpt["model"]).float()
-    except Exception as exc:  # unpickling raises many kinds
-        raise CheckpointError(f"the YOLO weights in this checkpoint cannot be read ({type(exc).__name__}: {exc})") \
-            from exc
-    model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
-    return model.to(device).eval()
+        return (ckpt.get("ema") or ckpt["model"]).float()
+    except Exception as exc:
+        raise CheckpointError(f"the YOLO weights cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def load_network(model_field, device: str = "cpu") -> torch.nn.Module:
+    """The detection model of a YOLO checkpoint's ``model`` field: the plain payload (rebuilt offline, no code
+    runs), or the ultralytics pickle of an old checkpoint (refused unless trusted).
+
+    Raises:
+        CheckpointError: neither, or an old pickle without ``--trust-checkpoint``.
+    """
+    if isinstance(model_field, dict) and "yaml" in model_field and "state_dict" in model_field:
+        return build_network(model_field, device)
+    if isinstance(model_field, (bytes, bytearray)):
+        model = unpickle_ultralytics(bytes(model_field))
+        model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
+        return model.to(device).eval()
+    raise CheckpointError("this yolo checkpoint holds no YOLO network")
 
 
 def letterbox_tile(tile: np.ndarray, cfg: YoloConfig) -> tuple[np.ndarray, float, int]:
@@ -465,13 +521,11 @@ class YoloDetector:
     head = HEAD
 
     def __init__(self, checkpoint: dict, device: str = "cpu"):
-        if not isinstance(checkpoint.get("model"), (bytes, bytearray)):
-            raise CheckpointError("this yolo checkpoint holds no ultralytics weights")
         self.checkpoint = checkpoint
         self.cfg = YoloConfig.from_dict(checkpoint["config"])
         self.classes = self.cfg.classes
         self.device = device
-        self.model = load_network(bytes(checkpoint["model"]), device)
+        self.model = load_network(checkpoint.get("model"), device)
         self.score_threshold = float(checkpoint.get("score_threshold", DEFAULT_THRESHOLD))
 
     def detect(self, section: Section, score_threshold: float | None = None) -> list[Detection]:
@@ -532,6 +586,84 @@ def _resolve_model(model: str) -> str:
     return str(model)
 
 
+def start_model(model_src: str, run_dir: Path):
+    """The ultralytics ``YOLO`` training starts from: a model YAML (random weights), a meltloc YOLO checkpoint
+    (rebuilt from its YAML and state dict; no code runs), or, only with ``--trust-checkpoint``, a foreign
+    ultralytics ``.pt`` (a pickle).
+
+    Raises:
+        CheckpointError: a ``.pt`` that is neither a meltloc YOLO checkpoint nor trusted.
+    """
+    import yaml
+
+    from meltloc.checkpoint import is_safe_file, load_checkpoint, trust_enabled
+    from ultralytics import YOLO
+
+    if not str(model_src).endswith(".pt"):
+        return YOLO(model_src)
+    path = Path(model_src)
+    if trust_enabled() and not is_safe_file(path):
+        return YOLO(str(path))  # trusted by the user: ultralytics unpickles it
+    ck = load_checkpoint(path, expect_head=HEAD)
+    network = ck["model"]
+    if isinstance(network, (bytes, bytearray)):  # an old meltloc checkpoint: trusted, or refused inside
+        network = network_payload(unpickle_ultralytics(bytes(network)))
+    if not isinstance(network, dict) or "yaml" not in network:
+        raise CheckpointError("this yolo checkpoint holds no YOLO network", path)
+    start = build_network(network, fuse=False).train()  # refuses a broken file in one line
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # ultralytics guesses the model scale from the YAML's file name: keep the original one (e.g. yolov8n.yaml)
+    spec = run_dir / Path(str(network["yaml"].get("yaml_file") or "start_model.yaml")).name
+    spec.write_text(yaml.safe_dump({k: v for k, v in network["yaml"].items() if k != "yaml_file"}),
+                    encoding="utf-8")
+    yolo = YOLO(str(spec))
+    start.args = yolo.model.args
+    yolo.model = start  # the trainer builds from start.yaml (a dict, with its scale) and copies these weights
+    yolo.ckpt = {"meltloc_start": str(path)}  # makes ultralytics start from these weights
+    return yolo
+
+
+def _own_files() -> Path:
+    from meltloc.models.yolo_env import private_config_dir
+
+    return private_config_dir() / "own-yolo-run-files.txt"
+
+
+def _register_run_weights(trainer) -> None:
+    """Record the hashes of the run files this meltloc just wrote, so that resuming them needs no trust."""
+    from meltloc.checkpoint import file_sha256
+
+    wdir = Path(getattr(trainer, "wdir", "") or "")
+    hashes = [file_sha256(p) for p in (wdir / "last.pt", wdir / "best.pt") if p.is_file()]
+    if hashes:
+        with open(_own_files(), "a", encoding="utf-8") as f:
+            f.write("".join(h + "\n" for h in hashes))
+
+
+def _register_callbacks(yolo) -> None:
+    for event in ("on_model_save", "on_train_end"):
+        yolo.add_callback(event, _register_run_weights)
+
+
+def check_resumable(last: Path) -> None:
+    """ultralytics resumes from its own ``last.pt``, a pickle: allowed when this machine's meltloc wrote that
+    very file (its hash is recorded) or with ``--trust-checkpoint``.
+
+    Raises:
+        CheckpointError: a foreign run file without trust.
+    """
+    from meltloc.checkpoint import file_sha256, trust_enabled
+
+    if trust_enabled():
+        return
+    own = _own_files()
+    known = set(own.read_text(encoding="utf-8").split()) if own.is_file() else set()
+    if file_sha256(last) not in known:
+        raise CheckpointError("not a run file this meltloc wrote: ultralytics' last.pt is a pickle, which could "
+                              "run code when loaded: refused; pass --trust-checkpoint only for a file you trust",
+                              last)
+
+
 def default_runs(out: Path) -> Path:
     """Where ultralytics' run files go when the user does not say: ``<out>.runs/`` beside the checkpoint, unless
     that is inside meltloc's own source tree (e.g. ``--out weights/yolo.pt``): then the private cache folder."""
@@ -569,7 +701,7 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
 
     Raises:
         DatasetError: not a convert output, no training tile or box, imgsz too small for the thinnest box.
-        CheckpointError: starting weights or resume file not found.
+        CheckpointError: starting weights or resume file not found, or a pickle that is not trusted.
     """
     from meltloc.models.yolo_env import import_ultralytics
     from meltloc.strip_dataset import load_strips
@@ -597,20 +729,28 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
         last = last / "weights" / "last.pt" if last.is_dir() else last
         if not last.is_file():
             raise CheckpointError("nothing to resume: pass the run's weights/last.pt or its run folder", last)
+        check_resumable(last)
         run_dir = last.resolve().parent.parent
-        YOLO(str(last)).train(resume=True)
+        yolo = YOLO(str(last))
+        if not (yolo.ckpt and yolo.ckpt.get("epoch", -1) >= 0 and yolo.ckpt.get("optimizer") is not None):
+            raise CheckpointError("this run finished (ultralytics keeps no optimizer state at the end): nothing to "
+                                  "resume; train again with more --epochs", last)
+        _register_callbacks(yolo)
+        yolo.train(resume=True)
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir / "weights", ignore_errors=True)  # no stale best.pt from an earlier run
         data_yaml = write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
-        YOLO(model_src).train(**train_overrides(s, cfg, data_yaml, run_dir, validate))
+        yolo = start_model(model_src, run_dir)
+        _register_callbacks(yolo)
+        yolo.train(**train_overrides(s, cfg, data_yaml, run_dir, validate))
     train_seconds = time.time() - t0
 
     weights = run_dir / "weights" / ("best.pt" if (run_dir / "weights" / "best.pt").is_file() else "last.pt")
-    if not weights.is_file():
+    if not weights.is_file() or not isinstance(getattr(yolo, "model", None), torch.nn.Module):
         raise CheckpointError("ultralytics wrote no weights", run_dir / "weights")
-    blob = weights.read_bytes()
-    model = load_network(blob, s.device)
+    network = network_payload(yolo.model)  # ultralytics reloaded its own best.pt into it after training
+    model = build_network(network, s.device)
     n_params = sum(p.numel() for p in model.parameters())
 
     # The operating threshold: the F1-best on the val sections.
@@ -626,7 +766,7 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
     settings_dict = asdict(s)
     settings_dict["runs"] = str(run_dir.parent)
     payload = {
-        "head": HEAD, "config": cfg.to_dict(), "model": blob, "score_threshold": threshold,
+        "head": HEAD, "config": cfg.to_dict(), "model": network, "score_threshold": threshold,
         "train": {**settings_dict, "data": str(data_dir.resolve()), "run": str(run_dir), "weights": weights.name,
                   "ultralytics_args": train_overrides(s, cfg, run_dir / "data.yaml", run_dir, validate),
                   "history": history, "seconds": seconds, "train_seconds": train_seconds, "parameters": n_params,

@@ -1,0 +1,204 @@
+"""The threshold head: a plain row-profile baseline, what a user would try before a network.
+
+A melt layer is a band darker than the ice around it. This head takes the
+row means of the core strip (:mod:`meltloc.strips`), divides them by the
+local brightness (the 75th percentile over ``window_mm`` of core), smooths
+the contrast ``1 - profile / local`` along depth (Gaussian, ``smooth_mm``),
+and measures it in robust standard deviations of the whole strip (1.4826 x
+the median absolute deviation). Every run of rows above ``k / 2`` is a
+candidate; its interval is where the contrast is at least half of the run's
+peak (the full width at half maximum), and its score is
+``min(1, peak / (2 k))``, so the operating score 0.5 means "peak >= k".
+
+``meltloc train --head threshold`` chooses ``k`` and ``smooth_mm`` on the
+training split (the best melt-layer F1 at IoU 0.5; no network, seconds of
+work) and checks them on the validation split. Every learned head must beat
+it clearly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from meltloc import MELT_LAYER
+from meltloc.checkpoint import save_checkpoint
+from meltloc.detectors import MIN_THICKNESS_MM
+from meltloc.errors import DatasetError, MeltlocError
+from meltloc.section import Section
+
+HEAD = "threshold"
+K_GRID = (2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0)
+SMOOTH_GRID_MM = (0.1, 0.2, 0.4, 0.8)
+
+
+@dataclass
+class ThresholdConfig:
+    """Working scale and the tuned parameters (stored in the checkpoint).
+
+    Attributes:
+        px_per_mm, width, inset: the strip the profile is taken from.
+        k: the operating contrast peak, in robust standard deviations.
+        smooth_mm: Gaussian smoothing of the contrast along depth (sigma, mm).
+        window_mm: window of the local brightness (mm of core).
+    """
+
+    px_per_mm: float = 10.0
+    width: int = 64
+    inset: float = 0.05
+    classes: tuple[str, ...] = (MELT_LAYER,)
+    k: float = 4.0
+    smooth_mm: float = 0.2
+    window_mm: float = 41.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThresholdConfig":
+        d = {k: v for k, v in dict(d).items() if k in cls.__dataclass_fields__}
+        if "classes" in d:
+            d["classes"] = tuple(d["classes"])
+        return cls(**d)
+
+
+def contrast_z(pixels: np.ndarray, px_per_mm: float, smooth_mm: float, window_mm: float) -> np.ndarray:
+    """(H,) darkness of each strip row against the ice around it, in robust standard deviations."""
+    from meltloc.models.regression import normalise_local
+
+    relative = normalise_local(pixels, int(round(window_mm * px_per_mm))).numpy().mean(axis=1)
+    contrast = (1.0 - relative).astype(np.float32)
+    sigma = max(smooth_mm * px_per_mm, 0.3)
+    contrast = cv2.GaussianBlur(contrast[:, None], (1, 0), sigmaX=0.1, sigmaY=sigma,
+                                borderType=cv2.BORDER_REPLICATE)[:, 0]
+    mad = float(np.median(np.abs(contrast - np.median(contrast))))
+    return (contrast - float(np.median(contrast))) / max(1.4826 * mad, 1e-4)
+
+
+def detect_profile(z: np.ndarray, k: float, score_threshold: float = 0.0) -> list[tuple[str, float, float, float]]:
+    """Intervals of a contrast profile: ``(class name, score, start row, end row)`` in strip rows, by score.
+
+    Args:
+        z: (H,) contrast in robust standard deviations (:func:`contrast_z`).
+        k: the contrast peak that scores 0.5.
+        score_threshold: keep candidates scoring at least this.
+    """
+    above = np.concatenate([[False], z > k / 2, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    out = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        run = z[a:b]
+        peak = float(run.max())
+        score = min(1.0, peak / (2 * k))
+        if score < score_threshold:
+            continue
+        half = np.flatnonzero(run >= peak / 2)
+        out.append((MELT_LAYER, score, float(a + half[0]), float(a + half[-1] + 1)))
+    out.sort(key=lambda r: -r[1])
+    return out
+
+
+class ThresholdDetector:
+    """The threshold head behind the common detector call."""
+
+    head = HEAD
+
+    def __init__(self, checkpoint: dict, device: str = "cpu"):
+        self.checkpoint = checkpoint
+        self.cfg = ThresholdConfig.from_dict(checkpoint["config"])
+        self.classes = self.cfg.classes
+        self.score_threshold = float(checkpoint.get("score_threshold", 0.5))
+
+    def detect(self, section: Section, score_threshold: float | None = None):
+        from meltloc.detectors import Detection, section_strip
+
+        cfg = self.cfg
+        strip = section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset)
+        z = contrast_z(strip.pixels, cfg.px_per_mm, cfg.smooth_mm, cfg.window_mm)
+        thr = self.score_threshold if score_threshold is None else score_threshold
+        out = []
+        for name, score, a, b in detect_profile(z, cfg.k, thr):
+            r0, r1 = strip.to_image_rows([a, b])
+            out.append(Detection(name, score, float(r0), float(r1)))
+        return out
+
+
+def _predict(samples, cfg: ThresholdConfig, profiles: dict, k: float) -> pd.DataFrame:
+    rows = []
+    for smp in samples:
+        for name, score, a, b in detect_profile(profiles[smp.image], k, 0.5):
+            r0, r1 = smp.to_image_rows([a, b])
+            d0, d1 = smp.scale.row_to_depth([r0, r1])
+            rows.append({"image": smp.image, "type": name, "score": score, "row_from": r0, "row_to": r1,
+                         "depth_from_m": d0, "depth_to_m": d1})
+    return pd.DataFrame(rows, columns=["image", "type", "score", "row_from", "row_to", "depth_from_m", "depth_to_m"])
+
+
+def _f1(samples, truth: pd.DataFrame, cfg: ThresholdConfig, profiles: dict, k: float) -> float:
+    from meltloc.metrics import evaluate_intervals
+
+    pred = _predict(samples, cfg, profiles, k)
+    pred = pred[(pred["depth_to_m"] - pred["depth_from_m"]) * 1000 >= MIN_THICKNESS_MM]  # as detect drops them
+    f1 = evaluate_intervals(pred, truth).overall["f1"]
+    return float(f1) if np.isfinite(f1) else -1.0
+
+
+def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> dict:
+    """Choose ``k`` and ``smooth_mm`` on the train split (best melt-layer F1) and write the checkpoint.
+
+    Raises:
+        DatasetError: no training strips or no melt layer in them.
+    """
+    from meltloc.strip_dataset import load_strips, read_strip_table
+
+    t0 = time.time()
+    data_dir = Path(data_dir)
+    table = read_strip_table(data_dir)
+    cfg = ThresholdConfig(px_per_mm=float(table["px_per_mm"].iloc[0]), width=int(table["width"].iloc[0]))
+    if "inset" in table.columns:
+        cfg.inset = float(table["inset"].iloc[0])
+    train_set = load_strips(data_dir, cfg.classes, ("train",))
+    val_set = load_strips(data_dir, cfg.classes, ("val",))
+    if not train_set:
+        raise DatasetError("no strip in the train split", data_dir)
+    intervals = pd.read_csv(data_dir / "intervals.csv")
+    if not (intervals["image"].isin([s.image for s in train_set]) & (intervals["type"] == MELT_LAYER)).any():
+        raise DatasetError("the train split holds no melt layer", data_dir)
+    truth_train = intervals[intervals["image"].isin([s.image for s in train_set])]
+    truth_val = intervals[intervals["image"].isin([s.image for s in val_set])]
+    grid = []
+    for smooth_mm in SMOOTH_GRID_MM:
+        profiles = {s.image: contrast_z(s.pixels, cfg.px_per_mm, smooth_mm, cfg.window_mm) for s in train_set}
+        for k in K_GRID:
+            grid.append({"smooth_mm": smooth_mm, "k": k, "train_f1": _f1(train_set, truth_train, cfg, profiles, k)})
+    best = max(grid, key=lambda g: (g["train_f1"], -abs(g["k"] - 4.0)))
+    cfg.k, cfg.smooth_mm = float(best["k"]), float(best["smooth_mm"])
+    val_f1 = float("nan")
+    if val_set:
+        profiles = {s.image: contrast_z(s.pixels, cfg.px_per_mm, cfg.smooth_mm, cfg.window_mm) for s in val_set}
+        val_f1 = _f1(val_set, truth_val, cfg, profiles, cfg.k)
+    seconds = time.time() - t0
+    save_checkpoint(out, {"head": HEAD, "config": cfg.to_dict(), "model": {}, "score_threshold": 0.5,
+                          "train": {"data": str(data_dir), "grid": grid, "train_f1": best["train_f1"],
+                                    "val_f1": val_f1, "seconds": seconds, "parameters": 2,
+                                    "n_train_sections": len(train_set), "n_val_sections": len(val_set)}})
+    return {"k": cfg.k, "smooth_mm": cfg.smooth_mm, "train_f1": best["train_f1"], "val_f1": val_f1,
+            "seconds": seconds, "out": str(out)}
+
+
+def train_cli(data, out, head: str = HEAD, seed: int = 0, device: str = "cpu", resume=None, **options) -> dict:
+    """``meltloc train --head threshold``: a grid search, no epochs, seed or device."""
+    unknown = [k for k in options if k not in ("epochs",)]
+    if unknown:
+        raise MeltlocError(f"the threshold head has no option --{unknown[0].replace('_', '-')}: "
+                           "it only tunes k and the smoothing on the train split")
+    result = train(data, out)
+    result["message"] = (f"wrote {out} (k {result['k']:g} robust sd, smoothing {result['smooth_mm']:g} mm: "
+                         f"train F1 {result['train_f1']:.3f}, val F1 {result['val_f1']:.3f}; "
+                         f"{result['seconds']:.0f} s)")
+    return result
