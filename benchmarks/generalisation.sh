@@ -7,6 +7,7 @@
 #
 # Test sets (never seen in training; other seeds and depths than any training section):
 #   classic_test  12 sections, seed 12, 274.5-294.3 m, --style classic   (the first round's test set)
+#   wide_test     12 sections, seed 77, 1099.5-1119.3 m, --style wide
 #   hard_test     12 sections, seed 99, 665.5-685.3 m, --style hard      (our hard test set: mostly faint,
 #                 diffuse, tilted layers, blur up to 2.5 px, brittle-zone breaks)
 # Training sets:
@@ -16,7 +17,8 @@
 set -euo pipefail
 DATA=${DATA:-/tmp/data2}
 OUT=${OUT:-/tmp/runs}
-M="python $(cd "$(dirname "$0")/.." && pwd)/cli.py"
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+M="python $REPO/cli.py"
 mkdir -p "$DATA" "$OUT"
 cd "$DATA"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -25,12 +27,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 $M synth train24 --sections 24 --px-per-cm 186 --seed 11 --first-bag 227 --style wide
 $M synth hard_test --sections 12 --px-per-cm 186 --seed 99 --first-bag 1211 --style hard
 $M synth classic_test --sections 12 --px-per-cm 186 --seed 12 --first-bag 500 --style classic
+$M synth wide_test --sections 12 --px-per-cm 186 --seed 77 --first-bag 2000 --style wide
 for spec in "w110 6 203 wide" "h760 8 1385 hard" "w480 6 875 wide" "w950 6 1736 wide" "c210 4 386 classic"; do
   set -- $spec
   $M synth "big/$1" --sections "$2" --px-per-cm 186 --seed 41 --first-bag "$3" --style "$4"
 done
 # one folder, manifest and label table for the big set (bags differ, so names do not collide)
-python "$(dirname "$0")/merge_cores.py" big_all train24 big/w110 big/h760 big/w480 big/w950 big/c210
+python "$REPO/benchmarks/merge_cores.py" big_all train24 big/w110 big/h760 big/w480 big/w950 big/c210
 
 # --- convert through the user's path (misaligned label table), then train with defaults
 $M convert --images train24/images --sections train24/sections.tab --labels train24/features.csv \
@@ -42,12 +45,15 @@ $M train --head yolo --data conv24 --out "$OUT/yolo24.pt" --runs "$OUT/yolo24.ru
 $M train --head threshold --data conv24 --out "$OUT/thr24.pt"
 $M train --head regression --data conv_big --out "$OUT/reg_big.pt"   # -> weights/regression.pt
 
-# --- every head on every test set, against the drawn truth
-for test in classic_test hard_test; do
-  for w in reg24 yolo24 thr24 reg_big; do
-    $M detect "$test/images" --sections "$test/sections.tab" --weights "$OUT/$w.pt" \
-        --out "$OUT/det_${w}_${test}.csv" --quiet --overwrite
-    $M evaluate --pred "$OUT/det_${w}_${test}.csv" --truth "$test/truth.csv" --no-per-image \
-        --json "$OUT/eval_${w}_${test}.json"
-  done
+# --- every head on every test set, against the drawn truth: each test set converted with every section in
+# its test split, then one `meltloc compare` per test set (each section decoded once, given to every head)
+for test in hard_test wide_test classic_test; do
+  python -c "import pandas as pd, sys; m = pd.read_csv(sys.argv[1]); \
+pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=False)" \
+      "$test/sections.csv" "splits_$test.csv"
+  $M convert --images "$test/images" --sections "$test/sections.tab" --labels "$test/features.csv" \
+      --out "conv_$test" --splits "splits_$test.csv" --quiet
+  $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp_$test" \
+      --weights "$OUT/reg_big.pt" "$OUT/reg24.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" \
+      "$REPO/weights/regression_classic.pt" --quiet
 done
