@@ -19,7 +19,7 @@ import torch
 
 from meltloc import MELT_LAYER
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
-from meltloc.errors import CheckpointError, DatasetError
+from meltloc.errors import CheckpointError, DatasetError, MeltlocError
 from meltloc.models.regression import (RegressionConfig, RegressionNet, count_parameters, detect_strip,
                                        label_positions, losses, normalise_for)
 from meltloc.progress import progress
@@ -219,7 +219,8 @@ def train_cli(data, out, head: str = HEAD, seed: int = 0, device: str = "cpu", r
     settings = TrainSettings(seed=seed, device=device)
     for name, value in options.items():
         if not hasattr(settings, name):
-            raise TypeError(f"the regression head has no option '{name}'")
+            raise MeltlocError(f"the regression head has no option --{name.replace('_', '-')} "
+                               "(it takes --epochs, --steps-per-epoch, --batch, --seed, --device, --resume)")
         setattr(settings, name, value)
     result = train(data, out, settings, resume=resume)
     best = result["best"] or {}

@@ -166,3 +166,12 @@ def test_evaluate_reports_recall_by_darkness_when_the_truth_has_it(tmp_path):
     result = run("evaluate", "--pred", tmp_path / "pred.csv", "--truth", tmp_path / "plain.csv",
                  "--csv", tmp_path / "m2.csv")
     assert "recall_faint" not in pd.read_csv(tmp_path / "m2.csv").columns
+
+
+def test_an_option_a_head_does_not_take_is_one_line(tiny_trained, tmp_path):
+    conv, _ = tiny_trained
+    for head in ("regression", "threshold"):
+        result = run("train", "--head", head, "--data", conv, "--out", tmp_path / f"{head}.pt", "--imgsz", 64)
+        assert result.returncode == 2, result.stderr
+        assert "has no option --imgsz" in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / f"{head}.pt").exists()
