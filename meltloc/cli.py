@@ -230,16 +230,16 @@ def detect(
     out: Path = typer.Option(Path("detections.csv"), "--out", help="Detected intervals: .csv, or .xlsx (a workbook). Beside it <stem>.status.csv: the status of every image."),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for one PNG per image with the detections drawn."),
     exposure: Optional[List[str]] = typer.Option(None, "--exposure", help="Only images of this exposure (dark, bright, additional-2, ...); repeat for several, or 'all'. Default: one image per section, the dark one when present, else the next by the manifest's Integration (bright, additional-2, ...)."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for images in the subfolders of folders too.", metavar=""),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same --out, skipping finished images.", metavar=""),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look for images in the subfolders of folders too."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same --out, skipping finished images."),
     min_score: Optional[float] = typer.Option(None, "--min-score", min=0.0, max=1.0, help="Keep detections scoring at least this (default: the threshold chosen on validation)."),
     device: str = typer.Option("auto", "--device", help="torch device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Images processed in parallel, one process and one model each (default: every core for a folder of full-scale images, one process for a few small ones)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: all cores but one, which decodes the next image; 1 per worker with --workers)."),
-    table: bool = typer.Option(False, "--table", help="Print every detection (by default only when there are at most 30).", metavar=""),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table of detections and no progress bar.", metavar=""),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (and an unfinished run's files, or earlier overlays).", metavar=""),
-    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP, metavar=""),
+    table: bool = typer.Option(False, "--table", help="Print every detection (by default only when there are at most 30)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table of detections and no progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (and an unfinished run's files, or earlier overlays)."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
 ) -> None:
     """Detect melt layers and lenses; write depth intervals in meters, and the status of every image.
 
@@ -701,6 +701,21 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
+def command():
+    """The click command of :data:`app`, with every on/off option shown as a flag in ``--help`` (no ``<bool>``)."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+    return root
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning library errors into one line.
 
@@ -708,7 +723,7 @@ def main() -> None:
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(prog_name="meltloc")
+        command()(prog_name="meltloc")
     except MeltlocError as exc:
         if _state["debug"]:
             raise
