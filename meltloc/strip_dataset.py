@@ -74,6 +74,14 @@ def read_strip_table(data_dir: str | Path) -> pd.DataFrame:
     return table
 
 
+def apply_working_scale(table: pd.DataFrame, cfg) -> None:
+    """Set a head config's ``px_per_mm``, ``width`` and ``inset`` to the strips' own (from ``strips.csv``)."""
+    cfg.px_per_mm = float(table["px_per_mm"].iloc[0])
+    cfg.width = int(table["width"].iloc[0])
+    if "inset" in table.columns:
+        cfg.inset = float(table["inset"].iloc[0])
+
+
 def load_strips(data_dir: str | Path, classes: tuple[str, ...], splits: tuple[str, ...] | None = None) -> list[StripSample]:
     """Load the strips (of the given splits) and their intervals.
 

@@ -23,7 +23,7 @@ from meltloc.errors import CheckpointError, DatasetError, MeltlocError
 from meltloc.models.regression import (RegressionConfig, RegressionNet, count_parameters, detect_strip,
                                        label_positions, losses, normalise_for)
 from meltloc.progress import progress
-from meltloc.strip_dataset import StripSample, load_strips, random_crop, read_strip_table
+from meltloc.strip_dataset import StripSample, apply_working_scale, load_strips, random_crop, read_strip_table
 
 HEAD = "regression"
 
@@ -105,10 +105,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         torch.set_num_threads(s.threads)
     table = read_strip_table(data_dir)
     cfg = config or RegressionConfig()
-    cfg.px_per_mm = float(table["px_per_mm"].iloc[0])
-    cfg.width = int(table["width"].iloc[0])
-    if "inset" in table.columns:
-        cfg.inset = float(table["inset"].iloc[0])
+    apply_working_scale(table, cfg)
     train_set = load_strips(data_dir, cfg.classes, ("train",))
     val_set = load_strips(data_dir, cfg.classes, ("val",))
     if not train_set:

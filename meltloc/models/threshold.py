@@ -154,14 +154,13 @@ def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> 
     Raises:
         DatasetError: no training strips or no melt layer in them.
     """
-    from meltloc.strip_dataset import load_strips, read_strip_table
+    from meltloc.strip_dataset import apply_working_scale, load_strips, read_strip_table
 
     t0 = time.time()
     data_dir = Path(data_dir)
     table = read_strip_table(data_dir)
-    cfg = ThresholdConfig(px_per_mm=float(table["px_per_mm"].iloc[0]), width=int(table["width"].iloc[0]))
-    if "inset" in table.columns:
-        cfg.inset = float(table["inset"].iloc[0])
+    cfg = ThresholdConfig()
+    apply_working_scale(table, cfg)
     train_set = load_strips(data_dir, cfg.classes, ("train",))
     val_set = load_strips(data_dir, cfg.classes, ("val",))
     if not train_set:
