@@ -7,7 +7,7 @@ For each head: ``meltloc train --head H --data CONV_TRAIN`` with the defaults
 (skipped when DIR/H.pt exists, unless --retrain), ``meltloc detect`` on the
 test images (seconds per section = the detect run's seconds / images),
 ``meltloc evaluate --json`` against the truth, and the seed's slice accuracy
-(:func:`meltloc.models.classifiers.slice_accuracy`) on CONV_TEST's test split
+(:func:`meltloc.heads.classifiers.slices.slice_accuracy`) on CONV_TEST's test split
 (the same sections, converted with every image in test). Writes
 DIR/H.detections.csv, DIR/H.eval.json, DIR/results.json and prints a
 Markdown table.
@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from meltloc.checkpoint import load_checkpoint  # noqa: E402
-from meltloc.models.classifiers import HEADS, slice_accuracy  # noqa: E402
+from meltloc.heads.classifiers.config import HEADS  # noqa: E402
+from meltloc.heads.classifiers.slices import slice_accuracy  # noqa: E402
 
 
 def cli(*args: object, log: Path) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from meltloc.detectors import load_detector, section_strip  # noqa: E402
+from meltloc.heads import load_detector, section_strip  # noqa: E402
 from meltloc.geometry import DepthScale, find_core  # noqa: E402
 from meltloc.imageio import list_images, read_image  # noqa: E402
 from meltloc.manifest import read_manifest  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> None:
         section = Section(path.name, path, im, bounds, DepthScale(rec.top_m, rec.bottom_m, bounds.top_row, bounds.bottom_row))
         cfg = getattr(detector, "cfg", None)
         if detector.head == "regression":
-            from meltloc.models.regression import detect_strip
+            from meltloc.heads.regression.net import detect_strip
 
             strip = section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset)
             t3 = time.perf_counter()

@@ -20,11 +20,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from meltloc.detectors import load_detector, section_strip  # noqa: E402
+from meltloc.heads import load_detector, section_strip  # noqa: E402
 from meltloc.geometry import DepthScale, find_core  # noqa: E402
 from meltloc.imageio import list_images, read_image  # noqa: E402
 from meltloc.manifest import read_manifest  # noqa: E402
-from meltloc.models.yolo import detect_strip  # noqa: E402
+from meltloc.heads.yolo.infer import detect_strip  # noqa: E402
 from meltloc.section import Section  # noqa: E402
 
 

@@ -16,8 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from meltloc import __version__
+from meltloc import heads as _heads  # the registry: names, help texts and options (imports no torch)
 from meltloc.atomic import check_output, ensure_writable, output_folder
 from meltloc.errors import MeltlocError
+from meltloc.shipped import (DEFAULT_WEIGHTS, SAMPLE_AGE_SCALE, SAMPLE_IMAGES, SAMPLE_LOG, SAMPLE_SECTIONS,
+                             SAMPLE_TRUTH)
 
 app = typer.Typer(
     name="meltloc",
@@ -130,35 +133,18 @@ TRUST_HELP = ("Load a checkpoint that holds pickled Python objects (an old meltl
               "such a file can run code, so only for files you trust.")
 
 
-HEADS_HELP = "regression, yolo, threshold, simple-cnn, enhanced-cnn, resnet34 or vgg16"
-_REPO = Path(__file__).resolve().parents[1]
+HEADS_HELP = _heads.names_text()
 
 
-def _shipped(relative: str) -> Path:
-    """A shipped file: in the source tree (editable install, ``python cli.py``), else where ``pip install .``
-    put the package data (``<prefix>/share/meltloc/``, see pyproject.toml)."""
-    import sysconfig
+def _option_help(option: str) -> str:
+    """Help of a ``meltloc train`` option: what it is, which heads take it and what it means for each."""
+    from meltloc.heads.base import TRAIN_OPTIONS
 
-    for base in (_REPO, Path(sys.prefix) / "share" / "meltloc", Path(sysconfig.get_path("data")) / "share" / "meltloc"):
-        if (base / relative).exists():
-            return base / relative
-    return _REPO / relative
-
-
-SAMPLE_IMAGES = _shipped("datasets/sample/images")
-SAMPLE_SECTIONS = _shipped("datasets/sample/sections.tab")
-DEFAULT_WEIGHTS = _shipped("weights/regression.pt")
-# Head -> "module:function" training it; each takes (data, out, head=, seed=, device=, resume=, epochs=, ...)
-# and returns a dict with a one-line "message".
-TRAINERS = {
-    "regression": "meltloc.train_regression:train_cli",
-    "yolo": "meltloc.models.yolo:train_cli",
-    "threshold": "meltloc.models.threshold:train_cli",
-    "simple-cnn": "meltloc.models.classifiers:train_cli",
-    "enhanced-cnn": "meltloc.models.classifiers:train_cli",
-    "resnet34": "meltloc.models.classifiers:train_cli",
-    "vgg16": "meltloc.models.classifiers:train_cli",
-}
+    classes = list(dict.fromkeys(_heads.registered().values()))  # one entry per head class
+    taking = [c for c in classes if option in c.train_options]
+    special = [f"{'/'.join(c.names)}: {c.option_help[option]}" for c in taking if option in c.option_help]
+    names = ", ".join(n for c in taking for n in c.names)
+    return f"{TRAIN_OPTIONS[option]} Heads: {names}." + (" " + "; ".join(special) + "." if special else "")
 
 
 @app.command()
@@ -169,19 +155,26 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default: the head's own)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="torch device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."),
-    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch (regression)."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Batch size."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint written by an earlier run (<out>.last.pt; yolo: the run's weights/last.pt)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Architecture variant or starting weights, e.g. yolov8n.yaml, yolo11s.yaml or a local .pt (yolo)."),
-    imgsz: Optional[int] = typer.Option(None, "--imgsz", min=32, help="Network input size in pixels, a multiple of 32 (yolo: the tile's long side; default the tile height)."),
-    runs: Optional[Path] = typer.Option(None, "--runs", help="Folder for the trainer's own run files (yolo; default <out>.runs/ beside --out)."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help=_option_help("steps_per_epoch")),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help=_option_help("batch")),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint written by an earlier run (<out>.last.pt, or the last.pt in the trainer's own run files)."),
+    model: Optional[str] = typer.Option(None, "--model", help=_option_help("model")),
+    imgsz: Optional[int] = typer.Option(None, "--imgsz", min=32, help=_option_help("imgsz")),
+    runs: Optional[Path] = typer.Option(None, "--runs", help=_option_help("runs")),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out checkpoint (e.g. the shipped weights)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
 ) -> None:
     """Train a localizer or a slice-classifier baseline on a convert output."""
-    trainer = TRAINERS.get(head)
-    if trainer is None:
-        fail(f"unknown head '{head}': choose {HEADS_HELP}")
+    try:
+        head_cls = _heads.head_class(head)
+    except MeltlocError as exc:
+        fail(exc.message)
+    options = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch), ("batch", batch),
+                                 ("model", model), ("imgsz", imgsz), ("runs", runs)) if v is not None}
+    try:
+        head_cls.check_options(head, options)
+    except MeltlocError as exc:
+        fail(exc.message)
     from meltloc.device import resolve_device
 
     device = resolve_device(device)
@@ -192,18 +185,9 @@ def train(
         fail(f"{last}: an earlier run of this --out left its last epoch here: continue it with --resume {last}, "
              "or pass --overwrite to start again")
     trust = _trust(trust_checkpoint)
-    import importlib
-
-    module, _, name = trainer.partition(":")
-    try:
-        run = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        fail(f"'meltloc train --head {head}' is not available in this version yet")
-    options = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch), ("batch", batch),
-                                 ("model", model), ("imgsz", imgsz), ("runs", runs)) if v is not None}
     try:
         with trust:
-            result = run(data, out, head=head, seed=seed, device=device, resume=resume, **options)
+            result = head_cls.train(data, out, head=head, seed=seed, device=device, resume=resume, **options)
     except (KeyboardInterrupt, Terminated):
         kept = f"the last finished epoch is kept in {last}: continue with --resume {last}" if last.exists() \
             else "no epoch had finished"
@@ -247,7 +231,7 @@ def detect(
     shipped regression weights.
     """
     from meltloc.detect import check_output_suffix, detect_images, status_path
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
     from meltloc.device import resolve_device
     from meltloc.manifest import read_manifest
 
@@ -444,19 +428,19 @@ def demo(
 ) -> None:
     """Run synth, convert, training of every head (short CPU settings), detect and compare on a small core.
 
-    Finishes in minutes on a CPU and prints the comparison table; heads not in this version yet are skipped with one line. The figures show that everything runs end to end, not what full training reaches.
+    Finishes in minutes on a CPU and prints the comparison table; a head whose training fails is reported and left out. The figures show that everything runs end to end, not what full training reaches.
     """
     from meltloc.compare import render_table
-    from meltloc.demo import HEADS, DemoSettings, run_demo
+    from meltloc.demo import DemoSettings, run_demo
     from meltloc.errors import problem_lines
 
-    heads = tuple(head) if head else HEADS
-    unknown = [h for h in heads if h not in TRAINERS]
+    heads = tuple(head) if head else _heads.head_names()
+    unknown = [h for h in heads if h not in _heads.registered()]
     if unknown:
         fail(f"unknown head '{unknown[0]}': choose {HEADS_HELP}")
     ensure_writable(out, folder=True)
     settings = DemoSettings(sections=sections, px_per_cm=px_per_cm, seed=seed, heads=heads, device=device)
-    result = run_demo(out, TRAINERS, settings, log=lambda line: console.print(line, highlight=False, soft_wrap=True),
+    result = run_demo(out, settings, log=lambda line: console.print(line, highlight=False, soft_wrap=True),
                       show_progress=not quiet)
     report = result.compare
     warn(problem_lines(report.problems))
@@ -471,8 +455,6 @@ def demo(
     console.print("figures: " + ", ".join(figures), highlight=False, soft_wrap=True)
 
 
-SAMPLE_LOG = _shipped("datasets/sample/features.csv")
-SAMPLE_AGE_SCALE = _shipped("datasets/sample/age_scale_made_up.csv")
 
 
 @app.command()
@@ -578,7 +560,6 @@ def upgrade_checkpoint(
                   highlight=False)
 
 
-SAMPLE_TRUTH = _shipped("datasets/sample/truth.csv")
 
 
 @app.command()

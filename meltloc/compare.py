@@ -30,10 +30,9 @@ The steps, each usable on its own:
    its output depends on it weakly; the slice classifiers decide windows at
    their operating threshold whatever is passed and use a passed threshold
    as a floor on interval scores, so filtering their low-threshold output at
-   the window threshold would drop intervals ``meltloc detect`` keeps. The
-   slice classifiers answer both thresholds from one window prediction
-   (``detect_thresholds``), and that one call is timed: the prediction is
-   what costs, decoding twice takes milliseconds.
+   the window threshold would drop intervals ``meltloc detect`` keeps. Every
+   head predicts once (:meth:`~meltloc.heads.base.Head.predict`) and decodes
+   at both thresholds; the prediction and the operating decoding are timed.
 
 4. :func:`score_head`: the figures of one head with
    :func:`meltloc.metrics.evaluate_intervals`, its size and training time
@@ -65,17 +64,15 @@ from meltloc.imageio import list_images, read_image
 from meltloc.manifest import COLUMNS as MANIFEST_COLUMNS
 from meltloc.manifest import Manifest, exposure_of, read_manifest, section_of, variant_of
 from meltloc.metrics import DARKNESS_BINS, THICKNESS_BINS_MM, evaluate_intervals
+from meltloc.names import NameIndex
 from meltloc.progress import progress
 from meltloc.section import Section, load_section
 
 if TYPE_CHECKING:  # torch is imported only once inputs are checked, so that a bad input fails fast
-    from meltloc.detectors import Detector
+    from meltloc.heads.base import Head as Detector
 
 DETECTION_COLUMNS = ["image", "depth_from_m", "depth_to_m", "thickness_mm", "type", "score", "row_from", "row_to"]
 """The columns of ``meltloc detect`` (CONTRACT.md), of the detections written per head."""
-
-CLASSIFIER_HEADS = ("simple-cnn", "enhanced-cnn", "resnet34", "vgg16")
-"""Heads that classify slices; only they have a slice accuracy."""
 
 AP_MIN_SCORE = 0.05
 """Score threshold of the ranking call that the mean AP is computed from."""
@@ -143,14 +140,6 @@ def manifest_from_strips(strips: pd.DataFrame, name: str) -> Manifest:
     return Manifest(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), name)
 
 
-def _find_image(name: str, folder_files: dict[str, Path], stems: dict[str, list[Path]]) -> Path | None:
-    """A file of the folder by exact name, else by unique stem (``227.png`` finds ``227.bmp``)."""
-    if name in folder_files:
-        return folder_files[name]
-    hits = stems.get(Path(name).stem, [])
-    return hits[0] if len(hits) == 1 else None
-
-
 def _resolve_images(names: list[str], strips: pd.DataFrame, images: Path | None, data_dir: Path) -> list[Path]:
     """The image file of each test image, from ``images`` (a folder) or the paths convert recorded."""
     if images is None:
@@ -170,10 +159,8 @@ def _resolve_images(names: list[str], strips: pd.DataFrame, images: Path | None,
                            images)
     files = list_images(images)
     by_name = {p.name: p for p in files}
-    stems: dict[str, list[Path]] = {}
-    for p in files:
-        stems.setdefault(p.stem, []).append(p)
-    found = {n: _find_image(n, by_name, stems) for n in names}
+    index = NameIndex(by_name)  # exact name, else unique stem: 227.png finds 227.bmp
+    found = {n: by_name.get(index.find(n)) for n in names}
     missing = [n for n, p in found.items() if p is None]
     if missing:
         raise DatasetError(f"{len(missing)} of the {len(names)} test image(s) are not in this folder: "
@@ -192,17 +179,8 @@ def _read_truth(path: Path, names: list[str]) -> pd.DataFrame:
                               "convert intervals.csv or a synth truth.csv; a label table must be converted first",
                               path)
     table = read_interval_truth(path)
-    stems: dict[str, list[str]] = {}
-    for n in names:
-        stems.setdefault(Path(n).stem, []).append(n)
-
-    def canonical(name: str) -> str | None:
-        if name in names:
-            return name
-        hits = stems.get(Path(name).stem, [])
-        return hits[0] if len(hits) == 1 else None
-
-    table = table.assign(image=[canonical(n) for n in table["image"]])
+    index = NameIndex(names)
+    table = table.assign(image=[index.find(n) for n in table["image"]])
     table = table[table["image"].notna()]
     known = table["type"].astype(str).str.strip().str.lower().isin((MELT_LAYER, MELT_LENS, *IGNORE_TYPES))
     return table[known].reset_index(drop=True)  # other kinds (a synth truth's cracks) are not scored
@@ -262,8 +240,8 @@ class Head:
     Attributes:
         label: its name in the table and the figures (the head; with the file stem when heads repeat).
         weights: the checkpoint file.
-        detector: from :func:`meltloc.detectors.load_detector`.
-        score_threshold: the head's operating threshold (None: the detector does not say).
+        detector: from :func:`meltloc.heads.load_detector`.
+        score_threshold: the head's operating threshold.
         operating, ranking: detection rows (CONTRACT.md columns) of the two calls.
         seconds: wall time of each timed operating call, one per section.
     """
@@ -271,7 +249,7 @@ class Head:
     label: str
     weights: Path
     detector: Detector
-    score_threshold: float | None
+    score_threshold: float
     operating: list[dict] = field(default_factory=list)
     ranking: list[dict] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -279,13 +257,6 @@ class Head:
     @property
     def head(self) -> str:
         return self.detector.head
-
-
-def _threshold_of(detector: Detector) -> float | None:
-    value = getattr(detector, "score_threshold", None)
-    if value is None:
-        value = detector.checkpoint.get("score_threshold")
-    return None if value is None else float(value)
 
 
 def labels_for(heads: Sequence[str], weights: Sequence[Path]) -> list[str]:
@@ -312,36 +283,29 @@ def load_heads(weights: Sequence[str | Path], device: str = "cpu") -> list[Head]
     for p in paths:  # every file before the slow loading of any
         if not p.is_file():
             raise CheckpointError("weights file not found; train one with 'meltloc train' or pass --weights", p)
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
 
     detectors = [load_detector(p, device) for p in paths]
     labels = labels_for([d.head for d in detectors], paths)
-    return [Head(label, p, d, _threshold_of(d)) for label, p, d in zip(labels, paths, detectors)]
+    return [Head(label, p, d, d.score_threshold) for label, p, d in zip(labels, paths, detectors)]
 
 
 def _detect(head: Head, section: Section, thresholds: list[float | None],
             problems: list[Problem]) -> tuple[list[list[dict]], float]:
     """Detection rows of ``section`` at each threshold (None: the head's own) and the seconds of the first.
 
-    A detector with ``detect_thresholds`` (the slice classifiers) answers all
-    thresholds from one prediction, and the time covers that one call.
+    The head predicts once; the timed call is its prediction plus the decoding at the first threshold.
     """
-    from meltloc.detectors import to_depths
+    from meltloc.detections import to_depths
 
-    many = getattr(head.detector, "detect_thresholds", None)
+    detector = head.detector
     out, seconds = [], 0.0
     try:
-        if many is not None:
-            t0 = time.perf_counter()
-            found = many(section, thresholds)
-            seconds = time.perf_counter() - t0
-        else:
-            found = []
-            for i, threshold in enumerate(thresholds):
-                t0 = time.perf_counter()
-                found.append(head.detector.detect(section, score_threshold=threshold))
-                if i == 0:
-                    seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        prediction = detector.predict(section)
+        found = [detector.decode(prediction, detector.threshold_for(thresholds[0]))]
+        seconds = time.perf_counter() - t0
+        found += [detector.decode(prediction, detector.threshold_for(t)) for t in thresholds[1:]]
     except MeltlocError as exc:
         problems.append(Problem("compare_detect_failed", str(section.path), None,
                                 f"{head.label} failed on {section.name} ({exc.message}); counted as no detection"))
@@ -405,38 +369,24 @@ def run_heads(test: SplitSections, heads: list[Head], ap_min_score: float = AP_M
 def model_facts(detector: Detector) -> tuple[float, float]:
     """(parameters, training seconds) of a checkpoint; NaN where it does not record them.
 
-    Parameters come from ``checkpoint["train"]["parameters"]``, else are counted
-    in the detector's torch modules.
+    Parameters come from ``checkpoint["train"]["parameters"]``, else from the head.
     """
-    import torch
-
     train = detector.checkpoint.get("train") or {}
     params = train.get("parameters")
     if params is None:
-        modules = [m for m in vars(detector).values() if isinstance(m, torch.nn.Module)]
-        params = sum(p.numel() for m in modules for p in m.parameters()) if modules else None
+        params = detector.parameters()
     seconds = train.get("seconds")
     return (float("nan") if params is None else float(params),
             float("nan") if seconds is None else float(seconds))
 
 
-def slice_accuracy_of(detector: Detector, test: SplitSections, device: str = "cpu") -> tuple[float, str]:
-    """The seed's slice accuracy of a slice classifier on the test split, and why not when it is NaN.
-
-    From :func:`meltloc.models.classifiers.slice_accuracy` (balanced slices of
-    the split's strips in the convert output, one prediction each at 0.5).
-    Other heads: NaN, no reason.
-    """
-    if detector.head not in CLASSIFIER_HEADS:
-        return float("nan"), ""
+def extra_figures_of(detector: Detector, test: SplitSections, device: str = "cpu") -> tuple[dict, str]:
+    """Figures only some heads have (the slice classifiers' slice accuracy) on the test split, and why none
+    when the head has some but they could not be computed."""
     try:
-        from meltloc.models.classifiers import slice_accuracy
-    except ImportError:
-        return float("nan"), "slice accuracy is not available in this version"
-    try:
-        return float(slice_accuracy(detector, test.data_dir, split=test.split, device=device)), ""
+        return detector.extra_figures(test.data_dir, test.split, device), ""
     except DatasetError as exc:
-        return float("nan"), f"no slice accuracy ({exc.message})"
+        return {}, f"no {detector.head} figures of its own ({exc.message})"
 
 
 def _median_seconds(seconds: list[float]) -> float:
@@ -456,7 +406,8 @@ def score_head(head: Head, test: SplitSections, stats: RunStats, device: str = "
     ranking = evaluate_intervals(_table(head.ranking), truth, pred_name=head.label, truth_name=test.truth_name)
     o = operating.overall
     params, train_seconds = model_facts(head.detector)
-    accuracy, why = slice_accuracy_of(head.detector, test, device)
+    extra, why = extra_figures_of(head.detector, test, device)
+    accuracy = float(extra.get("slice_accuracy", float("nan")))
     problems = [p for p in operating.problems if p.kind != "eval_unknown_type"]
     if why:
         problems.append(Problem("compare_no_slice_accuracy", str(head.weights), None, f"{head.label}: {why}"))

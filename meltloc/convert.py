@@ -89,11 +89,11 @@ from meltloc.manifest import Manifest, read_manifest, section_of
 from meltloc.progress import progress
 from meltloc.section import load_section
 from meltloc.splits import SPLITS, assign_splits, check_fractions, read_splits
-from meltloc.strips import DEFAULT_PX_PER_MM, DEFAULT_WIDTH, make_strip
+from meltloc.strips import DEFAULT_INSET, DEFAULT_PX_PER_MM, DEFAULT_WIDTH, make_strip
 
 INTERVAL_COLUMNS = ["image", "type", "depth_from_m", "depth_to_m", "row_from", "row_to", "split", "label_row"]
 STRIP_COLUMNS = ["image", "split", "row0", "image_rows_per_row", "px_per_mm", "width", "rows", "col0", "col1",
-                 "top_m", "bottom_m", "top_row", "bottom_row", "image_px_per_m"]
+                 "inset", "top_m", "bottom_m", "top_row", "bottom_row", "image_px_per_m", "path"]
 WARNING_COLUMNS = ["kind", "file", "row", "message"]
 LAYER_POINT_HALF_MM = 0.25
 SCALE_TOLERANCE = 0.05
@@ -301,7 +301,7 @@ def _convert_image(path: Path, rec: pd.Series, labels: pd.DataFrame, extents: np
     meta = {"image": path.name, "split": "", "row0": strip.row0,
             "image_rows_per_row": round(strip.image_rows_per_row, 9), "px_per_mm": config.px_per_mm,
             "width": int(strip.pixels.shape[1]), "rows": int(strip.pixels.shape[0]), "col0": strip.col0,
-            "col1": strip.col1, "top_m": top_m, "bottom_m": bottom_m, "top_row": round(scale.top_row, 4),
+            "col1": strip.col1, "inset": DEFAULT_INSET, "top_m": top_m, "bottom_m": bottom_m, "top_row": round(scale.top_row, 4),
             "bottom_row": round(scale.bottom_row, 4), "image_px_per_m": round(scale.px_per_m, 4),
             "stem": path.stem, "path": str(path)}
     return _ImageResult(alignment, intervals, meta, used)

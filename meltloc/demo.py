@@ -9,55 +9,36 @@ all under one folder::
     OUT/detections.csv, OUT/overlays/   'meltloc detect' of the first trained head on the test sections
     OUT/report/     'meltloc compare' of every trained head: compare.csv, compare.md, figures
 
-The settings (:class:`DemoSettings`, :data:`DEMO_TRAINING`) are chosen to
+The settings (:class:`DemoSettings`, each head's ``demo_options``) are chosen to
 finish in under 15 minutes on two CPU cores: 10 sections at 50 px/cm (5 train,
 2 val, 3 test), strips at 5 rows per mm, a few hundred training steps or a
 few epochs per head, cheaper inference for the slice classifiers. The figures
 show that every part runs end to end, not what the heads can reach: the
 README's figures come from full training.
 
-A head is trained when both its trainer and its detector can be imported;
-the others are skipped with one line, so the demo gains heads as they are
-written. A head whose training fails is reported and left out of the
-comparison; the rest goes on.
+Every registered head is trained (:mod:`meltloc.heads`). A head whose
+training fails is reported and left out of the comparison; the rest goes on.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import torch
 
 from meltloc.compare import CompareResult, load_test_set, run_compare
 from meltloc.convert import ConvertConfig, convert
-from meltloc.detectors import DETECTORS, load_detector
 from meltloc.errors import MeltlocError
+from meltloc.heads import head_class, head_names, load_detector, registered
 from meltloc.synth import SynthConfig, write_core
 
-HEADS = ("regression", "yolo", "threshold", "simple-cnn", "enhanced-cnn", "resnet34", "vgg16")
-"""Every head, in the order the demo trains them."""
 
-_CLASSIFIER = {"epochs": 2, "steps_per_epoch": 15, "flips": ("none",), "max_val_slices": 200}
-DEMO_TRAINING: dict[str, dict] = {
-    "regression": {"epochs": 8, "steps_per_epoch": 25, "batch": 8},
-    "yolo": {"epochs": 30, "batch": 16},  # from scratch it finds nothing after 8 epochs, F1 ~0.95 after 30
-    "simple-cnn": {**_CLASSIFIER, "imgsz": 64, "stride_mm": 1.0},
-    "enhanced-cnn": {**_CLASSIFIER, "stride_mm": 2.0},
-    "resnet34": {**_CLASSIFIER, "imgsz": 64, "stride_mm": 1.0},
-    "vgg16": {**_CLASSIFIER, "stride_mm": 2.0},
-}
-"""Short training per head (options of its ``train_cli``), fit for a CPU.
-
-The slice classifiers are by far the slowest at inference (every window of a
-strip through a CNN): here they predict without flips (the seed voted over 4),
-with windows every 1 mm (simple-cnn, resnet34, on 50 x 64 inputs: the strip's
-own width; the seed's was 50 x 200) or every 2 mm (enhanced-cnn and vgg16, the
-heaviest, 12-15 M parameters) instead of every 0.5 mm.
-"""
+def demo_training() -> dict[str, dict]:
+    """Short training per head (its :meth:`~meltloc.heads.base.Head.demo_options`), fit for a CPU."""
+    return {name: cls.demo_options(name) for name, cls in registered().items()}
 
 
 @dataclass
@@ -72,7 +53,7 @@ class DemoSettings:
         seed: seed of the core, the splits and the training.
         heads: heads to try, in order.
         device: torch device.
-        training: per-head training options (default :data:`DEMO_TRAINING`).
+        training: per-head training options (default :func:`demo_training`).
     """
 
     sections: int = 10
@@ -81,9 +62,9 @@ class DemoSettings:
     val: float = 0.2
     test: float = 0.3
     seed: int = 7
-    heads: tuple[str, ...] = HEADS
+    heads: tuple[str, ...] = field(default_factory=head_names)
     device: str = "cpu"
-    training: dict[str, dict] = field(default_factory=lambda: {k: dict(v) for k, v in DEMO_TRAINING.items()})
+    training: dict[str, dict] = field(default_factory=demo_training)
 
 
 @dataclass
@@ -111,43 +92,16 @@ class DemoResult:
         return sum(self.seconds.values())
 
 
-def _importable(target: str) -> bool:
-    module, _, name = target.partition(":")
-    try:
-        return hasattr(importlib.import_module(module), name)
-    except ImportError:
-        return False
-
-
-def available(head: str, trainers: Mapping[str, str]) -> str:
-    """Why a head cannot be trained and compared in this version ('' when it can)."""
-    trainer, detector = trainers.get(head), DETECTORS.get(head)
-    if trainer is None or detector is None:
-        return f"unknown head '{head}'"
-    if not _importable(trainer):
-        return f"its trainer {trainer} is not in this version yet"
-    if not _importable(detector):
-        return f"its detector {detector} is not in this version yet"
-    return ""
-
-
-def _trainer(target: str) -> Callable[..., dict]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def _options(options: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in options.items()) or "its defaults"
 
 
-def run_demo(out: str | Path, trainers: Mapping[str, str], settings: DemoSettings | None = None,
+def run_demo(out: str | Path, settings: DemoSettings | None = None,
              log: Callable[[str], None] = lambda line: None, show_progress: bool = True) -> DemoResult:
     """Run synth, convert, training of every available head, detect and compare under ``out``.
 
     Args:
         out: the demo folder (created; files of an earlier demo there are replaced).
-        trainers: head -> ``"module:function"`` of its trainer (``meltloc.cli.TRAINERS``); each takes
-            ``(data, out, head=, seed=, device=, resume=, **options)`` and returns a dict with a ``message``.
         settings: what to draw and train.
         log: called with one line per step.
         show_progress: progress bars of the steps.
@@ -179,22 +133,16 @@ def run_demo(out: str | Path, trainers: Mapping[str, str], settings: DemoSetting
     result.seconds["convert"] = time.time() - t0
 
     for head in s.heads:
-        why = available(head, trainers)
-        if why:
-            result.skipped[head] = why
-            log(f"train {head}: skipped ({why})")
-            continue
+        head_cls = head_class(head)
         options = dict(s.training.get(head, {}))
-        if head == "yolo":
-            options.setdefault("runs", str(weights_dir / "yolo.runs"))
         path = weights_dir / f"{head}.pt"
         log(f"train {head} ({_options({k: v for k, v in options.items() if k != 'runs'})}) -> {path}")
         t0 = time.time()
         try:
             weights_dir.mkdir(parents=True, exist_ok=True)
             with torch.enable_grad():
-                summary = _trainer(trainers[head])(conv, path, head=head, seed=s.seed, device=s.device,
-                                                   resume=None, **options)
+                summary = head_cls.train(conv, path, head=head, seed=s.seed, device=s.device, resume=None,
+                                         **options)
             with torch.no_grad():
                 load_detector(path, s.device)  # it must also load
         except Exception as exc:  # a head still being written must not stop the others

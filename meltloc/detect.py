@@ -53,12 +53,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from meltloc.detectors import Detector, to_depths
 from meltloc.atomic import atomic_path
+from meltloc.detections import to_depths
 from meltloc.errors import ImageReadError, MeltlocError, OutputError, Problem
 from meltloc.geometry import scale_outliers
+from meltloc.heads.base import Head as Detector
 from meltloc.imageio import is_image, list_images, read_image
 from meltloc.manifest import EXPOSURE_ORDER, Manifest, exposure_of, exposure_rank, section_of
+from meltloc.names import natural_key
 from meltloc.progress import progress
 from meltloc.section import load_section
 
@@ -122,10 +124,6 @@ class DetectSummary:
     workers: int = 1
 
 
-def _natural(text: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
 def collect_images(inputs: list[Path], recursive: bool = False) -> tuple[list[Path], list[Problem]]:
     """Image files from files and folders (and their subfolders with ``recursive``), in order, without the same
     file twice."""
@@ -147,7 +145,7 @@ def _collect(inputs: list[Path], recursive: bool) -> tuple[list[tuple[Path, str]
         if item.is_dir():
             if recursive:
                 found = sorted((p for p in item.rglob("*") if p.is_file() and is_image(p)),
-                               key=lambda p: _natural(p.relative_to(item).as_posix()))
+                               key=lambda p: natural_key(p.relative_to(item).as_posix()))
             else:
                 found = list_images(item)
             if not found:
@@ -406,7 +404,7 @@ def _worker_init(weights: str, device: str, trust: bool, threads: int, manifest,
     import torch
 
     from meltloc.checkpoint import trusting
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
@@ -457,7 +455,7 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
 
     Args:
         inputs: image files and/or folders.
-        detector: from :func:`meltloc.detectors.load_detector`.
+        detector: from :func:`meltloc.heads.load_detector`.
         out: CSV (or ``.xlsx``) to write.
         manifest: section depths; images without an entry get rows but no depths.
         overlays: folder for one PNG per image with the detections drawn.

@@ -44,6 +44,7 @@ from meltloc.labels import read_labels
 from meltloc.manifest import Manifest, read_manifest
 from meltloc.metrics import (AP_IOUS, DARKNESS_BINS, PRED_REQUIRED, THICKNESS_BINS_MM, TRUTH_REQUIRED, EvalResult, ap_key,
                              evaluate_intervals, metric_keys, require_columns)
+from meltloc.names import NameIndex
 
 ALL_IMAGES = "all"
 """The one image of a label table scored without a manifest."""
@@ -139,25 +140,6 @@ def read_interval_truth(path: str | Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- image names
 
 
-class _Names:
-    """Resolve image names: exact file name first, then a unique stem."""
-
-    def __init__(self, known: Iterable[str]):
-        self.known = list(dict.fromkeys(known))
-        self._exact = set(self.known)
-        stems: dict[str, list[str]] = {}
-        for name in self.known:
-            stems.setdefault(Path(name).stem, []).append(name)
-        self._stems = stems
-
-    def find(self, name: str) -> str | None:
-        name = Path(str(name)).name
-        if name in self._exact:
-            return name
-        hits = self._stems.get(Path(name).stem, [])
-        return hits[0] if len(hits) == 1 else None
-
-
 def _split_images(images: Sequence[str] | None) -> list[str]:
     """``["227.bmp,230.bmp", "233.bmp"]`` -> three names."""
     out: list[str] = []
@@ -166,7 +148,7 @@ def _split_images(images: Sequence[str] | None) -> list[str]:
     return out
 
 
-def _rename_pred(pred: pd.DataFrame, names: _Names) -> pd.DataFrame:
+def _rename_pred(pred: pd.DataFrame, names: NameIndex) -> pd.DataFrame:
     """Predictions with image names as the truth spells them (where one matches)."""
     pred = pred.copy()
     pred["image"] = [names.find(n) or n for n in pred["image"]]
@@ -180,7 +162,7 @@ def _interval_case(pred: pd.DataFrame, truth_path: Path, split: str | None, imag
                    problems: list[Problem]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions and truth of the scored images, truth an interval table."""
     truth = read_interval_truth(truth_path)
-    names = _Names(truth["image"])
+    names = NameIndex(truth["image"])
     pred = _rename_pred(pred, names)
     if split is not None:
         if "split" not in truth.columns:
@@ -223,7 +205,7 @@ def _splits_beside(truth_path: Path) -> dict[str, str]:
 
 def _resolve_wanted(images: list[str], known: Iterable[str], manifest: Manifest | None) -> list[str]:
     """Canonical names of ``--images``; unknown names raise."""
-    names = _Names(known)
+    names = NameIndex(known)
     out, unknown = [], []
     for name in images:
         hit = names.find(name)
@@ -296,7 +278,7 @@ def _label_case(pred: pd.DataFrame, truth_path: Path, sections: Path | None, ali
 
 def _shift_of(image: str, shifts: dict[str, float], path: str, problems: list[Problem]) -> float:
     """The alignment shift of an image in mm (0, with a warning, when it has none)."""
-    name = _Names(shifts).find(image)
+    name = NameIndex(shifts).find(image)
     if name is None:
         problems.append(Problem("eval_no_shift", path, None, f"{image} has no shift; its labels are used unshifted"))
         return 0.0

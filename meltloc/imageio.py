@@ -21,12 +21,9 @@ def is_image(path: str | Path) -> bool:
 
 def list_images(folder: str | Path) -> list[Path]:
     """The supported images in a folder (not recursive), in natural order of their names."""
-    import re
+    from meltloc.names import natural_key
 
-    def natural(p: Path):
-        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
-
-    return sorted((p for p in Path(folder).iterdir() if p.is_file() and is_image(p)), key=natural)
+    return sorted((p for p in Path(folder).iterdir() if p.is_file() and is_image(p)), key=lambda p: natural_key(p.name))
 
 
 def _quiet_decode(data: np.ndarray, flags: int):

@@ -19,6 +19,7 @@ import pandas as pd
 
 from meltloc.atomic import write_csv, write_text
 from meltloc.errors import ManifestError, Problem
+from meltloc.names import NameIndex
 
 COLUMNS = ["image", "top_m", "bottom_m", "section", "variant", "exposure", "focus", "line"]
 _PANGAEA_NAMES = {"image": "File name", "top_m": "Depth top [m]", "bottom_m": "Depth bot [m]"}
@@ -81,10 +82,7 @@ class Manifest:
 
     def __post_init__(self) -> None:
         self._by_name = {name: i for i, name in enumerate(self.table["image"])}
-        by_stem: dict[str, list[int]] = {}
-        for i, name in enumerate(self.table["image"]):
-            by_stem.setdefault(Path(name).stem, []).append(i)
-        self._by_stem = by_stem
+        self._names = NameIndex(self.table["image"])
 
     def __len__(self) -> int:
         return len(self.table)
@@ -95,13 +93,8 @@ class Manifest:
         ``227.png`` finds ``227.bmp`` when no other ``227.*`` is listed, so
         images converted to another format keep their depths.
         """
-        name = Path(str(image)).name
-        if name in self._by_name:
-            return self.table.iloc[self._by_name[name]]
-        hits = self._by_stem.get(Path(name).stem, [])
-        if len(hits) == 1:
-            return self.table.iloc[hits[0]]
-        return None
+        name = self._names.find(image)
+        return None if name is None else self.table.iloc[self._by_name[name]]
 
     def select(self, exposures: list[str] | None) -> "Manifest":
         """Only the images of the given exposures (``dark``, ``bright``, ...); all if None."""

@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
@@ -41,6 +40,7 @@ import pandas as pd
 
 from meltloc import IGNORE_TYPES, MELT_LAYER, MELT_LENS
 from meltloc.errors import EvaluationError, Problem
+from meltloc.names import natural_key
 
 AP_IOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
 """IoU thresholds of the AP figures; ``map`` is their mean."""
@@ -667,12 +667,6 @@ def require_columns(table: pd.DataFrame, required: Sequence[str], name: str) -> 
     if missing:
         found = ", ".join(map(str, table.columns)) or "none"
         raise EvaluationError(f"column(s) {', '.join(missing)} missing (found: {found})", name)
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key putting ``227.bmp`` before ``1001.bmp``."""
-    parts = [part for part in re.split(r"(\d+)", str(name)) if part]
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in parts)
 
 
 @dataclass

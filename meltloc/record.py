@@ -671,7 +671,7 @@ def write_outputs(out: Path, record: Record, other: Record | None, agreement: Ag
 def sample_detections(out_csv: str | Path, images: str | Path, sections: str | Path, weights: str | Path) -> Path:
     """Run the shipped weights on the shipped sample (for ``meltloc record`` without INPUT); returns the CSV."""
     from meltloc.detect import detect_images
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
     from meltloc.manifest import read_manifest
 
     detector = load_detector(weights, "cpu")

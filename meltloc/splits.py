@@ -15,19 +15,15 @@ an ``image`` or ``section`` column; an image names its section
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from meltloc.errors import Problem, SplitError
 from meltloc.manifest import section_of
+from meltloc.names import natural_key
 
 SPLITS = ("train", "val", "test")
-
-
-def _natural(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def check_fractions(val: float, test: float) -> None:
@@ -48,7 +44,7 @@ def split_sections(sections: list[str], val: float = 0.15, test: float = 0.15, s
         SplitError: fractions out of range.
     """
     check_fractions(val, test)
-    unique = sorted(set(sections), key=_natural)
+    unique = sorted(set(sections), key=natural_key)
     n = len(unique)
     ranked = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     n_test, n_val = int(round(test * n)), int(round(val * n))
@@ -121,7 +117,7 @@ def assign_splits(sections: list[str], val: float = 0.15, test: float = 0.15, se
     """
     if given is None:
         return split_sections(sections, val, test, seed), []
-    missing = sorted({s for s in sections if s not in given}, key=_natural)
+    missing = sorted({s for s in sections if s not in given}, key=natural_key)
     out = {s: given[s] for s in set(sections) if s in given}
     problems = []
     if missing:

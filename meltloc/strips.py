@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from meltloc.geometry import CoreBounds
+from meltloc.names import SECTION_LENGTH_M
 from meltloc.imageio import to_uint8
 
 DEFAULT_PX_PER_MM = 10.0
@@ -83,6 +84,6 @@ def make_strip(image: np.ndarray, bounds: CoreBounds, image_px_per_mm: float,
     return Strip(to_uint8(pixels), float(r0), (r1 - r0) / n_rows, c0, c1)
 
 
-def nominal_px_per_mm(bounds: CoreBounds, section_m: float = 1.65) -> float:
+def nominal_px_per_mm(bounds: CoreBounds, section_m: float = SECTION_LENGTH_M) -> float:
     """Scale of an image without a manifest entry, assuming a nominal 1.65 m section."""
     return bounds.length_rows / (section_m * 1000.0)

@@ -26,7 +26,7 @@ NAMES = ["227.png", "230.png", "233.png"]
 
 @pytest.fixture(scope="module")
 def detector():
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
 
     return load_detector(WEIGHTS, "cpu")
 

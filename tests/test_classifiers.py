@@ -13,10 +13,13 @@ from conftest import run_cli as run
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.detect import COLUMNS
 from meltloc.errors import CheckpointError, MeltlocError
-from meltloc.models.classifiers import (HEADS, POSITIVE, ClassifierConfig, ClassifierDetector, ClassifierSettings,
-                                        _optimizer, build_model, count_parameters, decode_windows, default_config,
-                                        default_settings, slice_accuracy, train, train_cli, train_step, vote,
-                                        window_labels, window_starts)
+from meltloc.heads.classifiers import ClassifierHead
+from meltloc.heads.classifiers.config import (HEADS, ClassifierConfig, ClassifierSettings, default_config,
+                                              default_settings)
+from meltloc.heads.classifiers.nets import build_model, count_parameters
+from meltloc.heads.classifiers.slices import slice_accuracy
+from meltloc.heads.classifiers.train import _optimizer, train, train_step
+from meltloc.heads.classifiers.windows import POSITIVE, decode_windows, vote, window_labels, window_starts
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +132,7 @@ def test_detect_and_slice_accuracy_through_the_common_path(tiny_weights, tiny_co
         assert table["depth_from_m"].between(125.95, 127.60).all()
     acc = slice_accuracy(tiny_weights, tiny_conv, split="test")
     assert 0 <= acc <= 1
-    assert ClassifierDetector(load_checkpoint(tiny_weights)).classes == ("melt_layer",)
+    assert ClassifierHead(load_checkpoint(tiny_weights)).classes == ("melt_layer",)
 
 
 def test_one_window_prediction_answers_every_threshold(tiny_weights, tiny_core):
@@ -137,9 +140,9 @@ def test_one_window_prediction_answers_every_threshold(tiny_weights, tiny_core):
     from meltloc.section import load_section
 
     section = load_section(tiny_core / "images" / "230.png", read_manifest(tiny_core / "sections.tab"))
-    detector = ClassifierDetector(load_checkpoint(tiny_weights))
+    detector = ClassifierHead(load_checkpoint(tiny_weights))
     thresholds = [None, 0.05, 0.5, 0.99]
-    assert detector.detect_thresholds(section, thresholds) == [detector.detect(section, t) for t in thresholds]
+    assert detector.detect_many(section, thresholds) == [detector.detect(section, t) for t in thresholds]
 
 
 def test_training_resumes_from_the_last_epoch(tiny_weights, tiny_conv, tmp_path):
@@ -169,14 +172,14 @@ def test_vgg16_takes_features_from_a_local_file_only(tmp_path):
 
 def test_bad_input_raises_meltloc_errors(tiny_conv, tmp_path):
     with pytest.raises(MeltlocError, match="no option 'wings'"):
-        train_cli(tiny_conv, tmp_path / "w.pt", head="simple-cnn", wings=2)
+        ClassifierHead.train(tiny_conv, tmp_path / "w.pt", head="simple-cnn", wings=2)
     with pytest.raises(MeltlocError, match="vgg16 only"):
-        train_cli(tiny_conv, tmp_path / "w.pt", head="simple-cnn", model=tmp_path / "x.pth")
+        ClassifierHead.train(tiny_conv, tmp_path / "w.pt", head="simple-cnn", model=tmp_path / "x.pth")
     with pytest.raises(MeltlocError, match="strips.csv"):
-        train_cli(tmp_path, tmp_path / "w.pt", head="simple-cnn")
+        ClassifierHead.train(tmp_path, tmp_path / "w.pt", head="simple-cnn")
     save_checkpoint(tmp_path / "bad.pt", {"head": "resnet34", "config": default_config("resnet34").to_dict(),
                                           "model": {"x": torch.zeros(1)}})
     with pytest.raises(CheckpointError, match="do not fit"):
-        ClassifierDetector(load_checkpoint(tmp_path / "bad.pt"))
+        ClassifierHead(load_checkpoint(tmp_path / "bad.pt"))
     with pytest.raises(CheckpointError, match="slice classifiers"):
         slice_accuracy(SimpleNamespace(head="regression"), tiny_conv)

@@ -9,10 +9,11 @@ import torch
 
 from conftest import run_cli as run
 from meltloc.checkpoint import load_checkpoint
-from meltloc.detectors import Detection, clean_detections, load_detector
+from meltloc.detections import Detection, clean_detections
+from meltloc.heads import load_detector
 from meltloc.geometry import CoreBounds, DepthScale
-from meltloc.models.regression import RegressionConfig, normalise_for, normalise_local
-from meltloc.models.threshold import contrast_z, detect_profile
+from meltloc.heads.regression.net import RegressionConfig, normalise_for, normalise_local
+from meltloc.heads.threshold import contrast_z, detect_profile
 from meltloc.section import Section
 from meltloc.strip_dataset import StripSample, random_crop
 

@@ -13,8 +13,8 @@ import torch
 from conftest import run_cli as run
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.detect import COLUMNS
-from meltloc.models.ops1d import decode_distances, encode_distances, iou_1d, nms_1d
-from meltloc.models.regression import (RegressionConfig, RegressionNet, fuse_for_inference, iou_loss_1d,
+from meltloc.heads.ops1d import decode_distances, encode_distances, iou_1d, nms_1d
+from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, fuse_for_inference, iou_loss_1d,
                                        label_positions)
 
 REPO = Path(__file__).resolve().parents[1]

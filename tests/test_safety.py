@@ -85,7 +85,7 @@ def _evil_file(path: Path, marker: Path, **outer) -> Path:
 def evil(tmp_path):
     """A hostile checkpoint, a meltloc-looking YOLO checkpoint whose inner blob is hostile, and the marker."""
     from meltloc.checkpoint import save_checkpoint
-    from meltloc.models.yolo import YoloConfig
+    from meltloc.heads.yolo.config import YoloConfig
 
     marker = tmp_path / "PWNED"
     plain_evil = _evil_file(tmp_path / "evil.pt", marker)
@@ -179,7 +179,7 @@ def test_save_checkpoint_turns_python_objects_into_plain_data(tmp_path):
 
 
 def _random_yolo():
-    from meltloc.models.yolo_env import import_ultralytics
+    from meltloc.heads.yolo.env import import_ultralytics
 
     import_ultralytics()
     from ultralytics.nn.tasks import DetectionModel
@@ -191,13 +191,15 @@ def _random_yolo():
 def test_a_yolo_checkpoint_is_plain_data_and_rebuilds_the_same_network_offline(tmp_path):
     from meltloc.checkpoint import load_checkpoint, save_checkpoint, trusting, upgrade_checkpoint
     from meltloc.errors import CheckpointError
-    from meltloc.models.yolo import YoloConfig, YoloDetector, network_payload
+    from meltloc.heads.yolo import YoloHead
+    from meltloc.heads.yolo.config import YoloConfig
+    from meltloc.heads.yolo.network import network_payload
 
     net = _random_yolo().eval()
     cfg = YoloConfig(tile_rows=128, imgsz=128, input_hw=(128, 64)).to_dict()
     save_checkpoint(tmp_path / "y.pt", {"head": "yolo", "config": cfg, "model": network_payload(net)})
     ck = torch.load(tmp_path / "y.pt", weights_only=True)  # no pickled object anywhere
-    detector = YoloDetector(load_checkpoint(tmp_path / "y.pt"))
+    detector = YoloHead(load_checkpoint(tmp_path / "y.pt"))
     x = torch.rand(2, 3, 128, 64)
     with torch.no_grad():
         want, got = net.fuse(verbose=False)(x), detector.model(x)
@@ -211,12 +213,12 @@ def test_a_yolo_checkpoint_is_plain_data_and_rebuilds_the_same_network_offline(t
     torch.save({"model": _random_yolo(), "epoch": 1}, blob)
     save_checkpoint(tmp_path / "old.pt", {"head": "yolo", "config": cfg, "model": blob.getvalue()})
     with pytest.raises(CheckpointError, match="pickled"):
-        YoloDetector(load_checkpoint(tmp_path / "old.pt"))
+        YoloHead(load_checkpoint(tmp_path / "old.pt"))
     with trusting():
-        YoloDetector(load_checkpoint(tmp_path / "old.pt"))
+        YoloHead(load_checkpoint(tmp_path / "old.pt"))
         upgrade_checkpoint(tmp_path / "old.pt", tmp_path / "upgraded.pt")
     assert isinstance(torch.load(tmp_path / "upgraded.pt", weights_only=True)["model"], dict)
-    YoloDetector(load_checkpoint(tmp_path / "upgraded.pt"))
+    YoloHead(load_checkpoint(tmp_path / "upgraded.pt"))
 
 
 def test_a_foreign_yolo_pt_as_starting_weights_is_one_line(tiny_trained, tmp_path):
@@ -437,7 +439,7 @@ def stopped_run(tiny_core, tiny_trained, tmp_path):
     """A folder of 6 images, the uninterrupted CSV, and a run into ``out`` stopped after 2 images with a
     half-written third."""
     from meltloc.detect import detect_images
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
 
     _, weights = tiny_trained
     folder = tmp_path / "imgs"
@@ -607,7 +609,9 @@ def test_a_non_editable_install_runs_detect_on_the_shipped_sample(tmp_path):
 
 def test_yolo_training_starts_from_a_meltloc_yolo_checkpoint_without_unpickling(tmp_path):
     from meltloc.checkpoint import save_checkpoint
-    from meltloc.models.yolo import YoloConfig, network_payload, start_model
+    from meltloc.heads.yolo.config import YoloConfig
+    from meltloc.heads.yolo.network import network_payload
+    from meltloc.heads.yolo.train import start_model
 
     net = _random_yolo()
     save_checkpoint(tmp_path / "start.pt", {"head": "yolo", "config": YoloConfig().to_dict(),
@@ -620,7 +624,7 @@ def test_yolo_training_starts_from_a_meltloc_yolo_checkpoint_without_unpickling(
 
 def test_yolo_resume_accepts_the_run_files_this_meltloc_wrote_and_no_others(tmp_path, monkeypatch):
     from meltloc.errors import CheckpointError
-    from meltloc.models import yolo
+    from meltloc.heads.yolo import train as yolo
 
     monkeypatch.setattr(yolo, "_own_files", lambda: tmp_path / "own.txt")
     weights = tmp_path / "run" / "weights"

@@ -58,7 +58,8 @@ def _thin_box_dataset(root: Path, n_tiles: int = 6, box_rows: float = 6.0, rows:
 
 def test_thin_boxes_survive_the_training_augmentation(tmp_path):
     """Every 6-row box (0.6 mm at 10 px/mm) comes out of ultralytics' own dataset pipeline, pass after pass."""
-    from meltloc.models.yolo import YoloSettings, count_kept_labels
+    from meltloc.heads.yolo.config import YoloSettings
+    from meltloc.heads.yolo.data import count_kept_labels
 
     data = _thin_box_dataset(tmp_path)
     n_in, n_out = count_kept_labels(data, YoloSettings(batch=4), passes=4)
@@ -68,7 +69,8 @@ def test_thin_boxes_survive_the_training_augmentation(tmp_path):
 
 def test_ultralytics_default_scaling_would_lose_thin_boxes(tmp_path):
     """The reason for scale=0: with a strong scale jitter ultralytics drops thin boxes (the check itself works)."""
-    from meltloc.models.yolo import YoloSettings, count_kept_labels
+    from meltloc.heads.yolo.config import YoloSettings
+    from meltloc.heads.yolo.data import count_kept_labels
 
     import random
 
@@ -81,14 +83,15 @@ def test_ultralytics_default_scaling_would_lose_thin_boxes(tmp_path):
 
 def test_convert_dataset_keeps_every_box_without_translation(yolo_data):
     """On a real convert output, only translation (cutting boxes at the tile edge) may remove a box."""
-    from meltloc.models.yolo import YoloSettings, count_kept_labels
+    from meltloc.heads.yolo.config import YoloSettings
+    from meltloc.heads.yolo.data import count_kept_labels
 
     n_in, n_out = count_kept_labels(yolo_data, YoloSettings(imgsz=TILE_ROWS, translate=0.0))
     assert n_in > 0 and n_out == n_in
 
 
 def test_dataset_config_reads_tiling_and_refuses_too_small_images(yolo_data):
-    from meltloc.models.yolo import dataset_config
+    from meltloc.heads.yolo.data import dataset_config
 
     cfg = dataset_config(yolo_data)
     assert (cfg.tile_rows, cfg.tile_overlap, cfg.imgsz) == (TILE_ROWS, 0.25, TILE_ROWS)
@@ -98,16 +101,16 @@ def test_dataset_config_reads_tiling_and_refuses_too_small_images(yolo_data):
 
 
 def test_bad_input_raises_meltloc_errors(tmp_path, yolo_data):
-    from meltloc.models.yolo import YoloDetector, train_cli
+    from meltloc.heads.yolo import YoloHead
 
     with pytest.raises(DatasetError):
-        train_cli(tmp_path / "nothing", tmp_path / "y.pt")
+        YoloHead.train(tmp_path / "nothing", tmp_path / "y.pt")
     with pytest.raises(MeltlocError, match="no option"):
-        train_cli(yolo_data, tmp_path / "y.pt", steps_per_epoch=3)
+        YoloHead.train(yolo_data, tmp_path / "y.pt", steps_per_epoch=3)
     with pytest.raises(CheckpointError, match="never downloads"):
-        train_cli(yolo_data, tmp_path / "y.pt", model="yolov8n.pt", imgsz=TILE_ROWS)
+        YoloHead.train(yolo_data, tmp_path / "y.pt", model="yolov8n.pt", imgsz=TILE_ROWS)
     with pytest.raises(CheckpointError):
-        YoloDetector({"head": "yolo", "config": {}, "model": {}})
+        YoloHead({"head": "yolo", "config": {}, "model": {}})
 
 
 CHILD = textwrap.dedent("""
@@ -126,10 +129,10 @@ CHILD = textwrap.dedent("""
 
     from typer.testing import CliRunner
     from meltloc.cli import app
-    from meltloc.models.yolo import train_cli
+    from meltloc.heads.yolo import YoloHead
 
     data, out, runs, images, sections, det = sys.argv[1:7]
-    result = train_cli(data, out, epochs=2, batch=8, imgsz=128, runs=runs)
+    result = YoloHead.train(data, out, epochs=2, batch=8, imgsz=128, runs=runs)
     res = CliRunner().invoke(app, ["detect", images, "--sections", sections, "--weights", out, "--out", det,
                                    "--min-score", "0.001", "--quiet"])
     print(json.dumps({"attempts": attempts, "message": result["message"], "detect_exit": res.exit_code,
@@ -183,8 +186,8 @@ def test_detector_maps_tile_boxes_back_to_strip_rows(monkeypatch):
     tiles merge, and a box cut by an inner tile edge gives way to the whole one in the next tile."""
     import torch
 
-    from meltloc.models import yolo
-    from meltloc.models.yolo_env import import_ultralytics
+    from meltloc.heads.yolo import infer as yolo
+    from meltloc.heads.yolo.env import import_ultralytics
 
     import_ultralytics()
     cfg = yolo.YoloConfig(tile_rows=128, tile_overlap=0.25, imgsz=128, input_hw=(128, 64), width=64)
@@ -209,7 +212,7 @@ def test_detector_maps_tile_boxes_back_to_strip_rows(monkeypatch):
 
 
 def test_run_folder_defaults_beside_the_checkpoint_but_never_in_the_repository(tmp_path):
-    from meltloc.models.yolo import default_runs
+    from meltloc.heads.yolo.train import default_runs
 
     repo = Path(__file__).resolve().parents[1]
     assert default_runs(tmp_path / "yolo.pt") == tmp_path / "yolo.pt.runs"

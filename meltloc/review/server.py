@@ -76,7 +76,7 @@ def sample_detections(images: Path, sections: Path, weights: Path, cache: Path |
     if out.is_file():
         return out
     from meltloc.detect import detect_images
-    from meltloc.detectors import load_detector
+    from meltloc.heads import load_detector
     from meltloc.manifest import read_manifest
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from meltloc.geometry import CoreBounds, DepthScale
 from meltloc.imageio import list_images, read_image
 from meltloc.labels import read_labels
 from meltloc.manifest import Manifest, read_manifest
+from meltloc.names import NameIndex
 from meltloc.review.export import age_model, export_log, export_table
 from meltloc.review.store import (ACCEPTED, ADDED, EDITED, REJECTED, STATUSES, UNREVIEWED, DecisionStore,
                                   ReviewError, Scale, number)
@@ -134,9 +135,7 @@ class ReviewSession:
                 rec = self._manifest_row(image)
                 path = self.files.get(image)
                 if path is None:  # 227.png on disk for a 227.bmp in the manifest or the detections
-                    stem = Path(image).stem
-                    hits = [p for name, p in self.files.items() if Path(name).stem == stem]
-                    path = hits[0] if len(hits) == 1 else None
+                    path = self.files.get(NameIndex(self.files).find(image))
                 entries[image] = SectionEntry(image, path, None if rec is None else float(rec["top_m"]),
                                               None if rec is None else float(rec["bottom_m"]))
             return entries[image]

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from meltloc import MELT_LAYER
-from meltloc.checkpoint import save_checkpoint
-from meltloc.detectors import MIN_THICKNESS_MM
-from meltloc.errors import DatasetError, MeltlocError
+from meltloc.detections import MIN_THICKNESS_MM
+from meltloc.errors import DatasetError
+from meltloc.heads.base import Head, register, section_strip, strip_detections
 from meltloc.section import Section
 
 HEAD = "threshold"
@@ -69,7 +69,7 @@ class ThresholdConfig:
 
 def contrast_z(pixels: np.ndarray, px_per_mm: float, smooth_mm: float, window_mm: float) -> np.ndarray:
     """(H,) darkness of each strip row against the ice around it, in robust standard deviations."""
-    from meltloc.models.regression import normalise_local
+    from meltloc.heads.regression.net import normalise_local
 
     relative = normalise_local(pixels, int(round(window_mm * px_per_mm))).numpy().mean(axis=1)
     contrast = (1.0 - relative).astype(np.float32)
@@ -103,29 +103,36 @@ def detect_profile(z: np.ndarray, k: float, score_threshold: float = 0.0) -> lis
     return out
 
 
-class ThresholdDetector:
-    """The threshold head behind the common detector call."""
+@register("threshold")
+class ThresholdHead(Head):
+    """The threshold baseline: rows darker than the ice around them by k robust standard deviations."""
 
-    head = HEAD
+    summary = "a plain threshold on the row-mean contrast profile (the baseline every network must beat)"
+    train_options = ("epochs",)  # accepted and ignored: a grid search has no epochs
+    option_help = {"epochs": "ignored: a grid search over k and the smoothing"}
 
     def __init__(self, checkpoint: dict, device: str = "cpu"):
-        self.checkpoint = checkpoint
+        super().__init__(checkpoint, device)
         self.cfg = ThresholdConfig.from_dict(checkpoint["config"])
         self.classes = self.cfg.classes
         self.score_threshold = float(checkpoint.get("score_threshold", 0.5))
 
-    def detect(self, section: Section, score_threshold: float | None = None):
-        from meltloc.detectors import Detection, section_strip
-
+    def predict(self, section: Section):
         cfg = self.cfg
         strip = section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset)
-        z = contrast_z(strip.pixels, cfg.px_per_mm, cfg.smooth_mm, cfg.window_mm)
-        thr = self.score_threshold if score_threshold is None else score_threshold
-        out = []
-        for name, score, a, b in detect_profile(z, cfg.k, thr):
-            r0, r1 = strip.to_image_rows([a, b])
-            out.append(Detection(name, score, float(r0), float(r1)))
-        return out
+        return strip, contrast_z(strip.pixels, cfg.px_per_mm, cfg.smooth_mm, cfg.window_mm)
+
+    def decode(self, prediction, score_threshold: float):
+        strip, z = prediction
+        return strip_detections(strip, detect_profile(z, self.cfg.k, score_threshold))
+
+    @classmethod
+    def train(cls, data, out, *, head="threshold", seed=0, device="cpu", resume=None, **options) -> dict:
+        result = train(data, out)
+        result["message"] = (f"wrote {out} (k {result['k']:g} robust sd, smoothing {result['smooth_mm']:g} mm: "
+                             f"train F1 {result['train_f1']:.3f}, val F1 {result['val_f1']:.3f}; "
+                             f"{result['seconds']:.0f} s)")
+        return result
 
 
 def _predict(samples, cfg: ThresholdConfig, profiles: dict, k: float) -> pd.DataFrame:
@@ -154,6 +161,8 @@ def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> 
     Raises:
         DatasetError: no training strips or no melt layer in them.
     """
+    from meltloc.checkpoint import save_checkpoint
+    from meltloc.heads.training import write_run_record
     from meltloc.strip_dataset import apply_working_scale, load_strips, read_strip_table
 
     t0 = time.time()
@@ -186,18 +195,7 @@ def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> 
                           "train": {"data": str(data_dir), "grid": grid, "train_f1": best["train_f1"],
                                     "val_f1": val_f1, "seconds": seconds, "parameters": 2,
                                     "n_train_sections": len(train_set), "n_val_sections": len(val_set)}})
+    write_run_record(out, {"head": HEAD, "data": str(data_dir), "k": cfg.k, "smooth_mm": cfg.smooth_mm,
+                           "val_f1": val_f1}, grid, title=f"threshold: {Path(out).name}")
     return {"k": cfg.k, "smooth_mm": cfg.smooth_mm, "train_f1": best["train_f1"], "val_f1": val_f1,
             "seconds": seconds, "out": str(out)}
-
-
-def train_cli(data, out, head: str = HEAD, seed: int = 0, device: str = "cpu", resume=None, **options) -> dict:
-    """``meltloc train --head threshold``: a grid search, no epochs, seed or device."""
-    unknown = [k for k in options if k not in ("epochs",)]
-    if unknown:
-        raise MeltlocError(f"the threshold head has no option --{unknown[0].replace('_', '-')}: "
-                           "it only tunes k and the smoothing on the train split")
-    result = train(data, out)
-    result["message"] = (f"wrote {out} (k {result['k']:g} robust sd, smoothing {result['smooth_mm']:g} mm: "
-                         f"train F1 {result['train_f1']:.3f}, val F1 {result['val_f1']:.3f}; "
-                         f"{result['seconds']:.0f} s)")
-    return result

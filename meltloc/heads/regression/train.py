@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from meltloc import MELT_LAYER
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
-from meltloc.errors import CheckpointError, DatasetError, MeltlocError
-from meltloc.models.regression import (RegressionConfig, RegressionNet, count_parameters, detect_strip,
-                                       label_positions, losses, normalise_for)
+from meltloc.errors import CheckpointError, DatasetError
+from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count_parameters, decode_strip,
+                                          detect_strip, label_positions, losses, normalise_for, predict_strip)
+from meltloc.heads.training import (PREFERRED_THRESHOLD, choose_threshold, detections_table, truth_table,
+                                    write_run_record)
 from meltloc.progress import progress
 from meltloc.strip_dataset import StripSample, apply_working_scale, load_strips, random_crop, read_strip_table
 
@@ -54,31 +55,19 @@ def _batch(samples: list[StripSample], rng: np.random.Generator, model: Regressi
     return x, targets
 
 
-def predict_samples(model: RegressionNet, samples: list[StripSample]) -> pd.DataFrame:
+def predict_samples(model: RegressionNet, samples: list[StripSample], score_threshold: float | None = None
+                    ) -> pd.DataFrame:
     """Detections on whole strips, as a detections table (depths from each strip's section scale)."""
-    rows = []
-    for smp in samples:
-        for name, score, a, b in detect_strip(model, smp.pixels):
-            r0, r1 = smp.to_image_rows([a, b])
-            d0, d1 = smp.scale.row_to_depth([r0, r1])
-            rows.append({"image": smp.image, "type": name, "score": score, "row_from": r0, "row_to": r1,
-                         "depth_from_m": d0, "depth_to_m": d1})
-    return pd.DataFrame(rows, columns=["image", "type", "score", "row_from", "row_to", "depth_from_m", "depth_to_m"])
-
-
-def truth_table(samples: list[StripSample], classes: tuple[str, ...], data_dir: Path) -> pd.DataFrame:
-    """The true intervals of the given samples, from intervals.csv."""
-    intervals = pd.read_csv(data_dir / "intervals.csv")
-    return intervals[intervals["image"].isin([s.image for s in samples])].reset_index(drop=True)
+    return detections_table(samples, lambda smp: detect_strip(model, smp.pixels, score_threshold))
 
 
 def validate(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame) -> dict:
-    """Melt-layer metrics on the given strips: mean AP over all detections, F1 and boundary error at score 0.4."""
+    """Melt-layer metrics on the given strips: mean AP over all detections, F1 and boundary error at score 0.5."""
     from meltloc.metrics import evaluate_intervals
 
     pred = predict_samples(model, samples)
     ranked = evaluate_intervals(pred, truth).overall                       # AP: every detection, by score
-    operating = evaluate_intervals(pred[pred["score"] >= DEFAULT_THRESHOLD], truth).overall
+    operating = evaluate_intervals(pred[pred["score"] >= PREFERRED_THRESHOLD], truth).overall
     return {"f1": operating["f1"], "map": ranked["map"], "boundary_mm": operating["boundary_mm"]}
 
 
@@ -135,7 +124,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         start_epoch, best, history = ck["epoch"], ck.get("best"), ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
-    truth = truth_table(val_set, cfg.classes, data_dir)
+    truth = truth_table(val_set, data_dir)
     last_path = out.with_suffix(".last.pt")
     epochs = progress(range(start_epoch, s.epochs), "train regression", total=s.epochs - start_epoch,
                       enabled=show_progress, unit="epoch")
@@ -181,48 +170,31 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
     # The operating threshold: the F1-best on the validation sections, with the best weights.
     final = load_checkpoint(out, expect_head=HEAD)
     model.load_state_dict(final["model"])
-    threshold, f1 = choose_threshold(model, val_set, truth) if val_set else (DEFAULT_THRESHOLD, float("nan"))
+    threshold, f1 = (choose_operating_threshold(model, val_set, truth) if val_set
+                     else (PREFERRED_THRESHOLD, float("nan")))
     final["score_threshold"] = threshold
     final["train"]["threshold_val_f1"] = f1
     final["train"]["seconds"] = seconds
     final["train"]["history"] = history
     save_checkpoint(out, final)
+    write_run_record(out, {**asdict(s), "head": HEAD, "data": str(data_dir), "resume": str(resume or ""),
+                           "score_threshold": threshold}, history, title=f"regression: {out.name}")
     return {"best": best, "seconds": seconds, "parameters": count_parameters(model), "history": history,
             "out": str(out), "last": str(last_path), "score_threshold": threshold}
 
 
-DEFAULT_THRESHOLD = 0.4
+def choose_operating_threshold(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame
+                               ) -> tuple[float, float]:
+    """The operating threshold by the one rule of :func:`meltloc.heads.training.choose_threshold`, and its F1.
 
-
-def choose_threshold(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame) -> tuple[float, float]:
-    """The score threshold with the best melt-layer F1 at IoU 0.5 on the given (validation) strips.
-
-    Ties go to the threshold nearest 0.4, so a flat plateau does not push it to an extreme.
+    The network runs once per strip; each threshold then decodes among the candidates above it.
     """
-    from meltloc.metrics import evaluate_intervals
+    predictions = [(smp, predict_strip(model, smp.pixels)) for smp in samples]
+    cfg = model.cfg
 
-    pred = predict_samples(model, samples)
-    best = (DEFAULT_THRESHOLD, -1.0)
-    for thr in np.round(np.arange(0.1, 0.91, 0.05), 2):
-        f1 = evaluate_intervals(pred[pred["score"] >= thr], truth).overall["f1"]
-        f1 = -1.0 if not np.isfinite(f1) else f1
-        if f1 > best[1] + 1e-9 or (abs(f1 - best[1]) <= 1e-9 and abs(thr - 0.4) < abs(best[0] - 0.4)):
-            best = (float(thr), float(f1))
-    return best
+    def at(thr: float) -> pd.DataFrame:
+        found = {id(smp): decode_strip(p, b, cfg.classes, thr, cfg.nms_iou) for smp, (p, b) in predictions}
+        return detections_table(samples, lambda smp: found[id(smp)])
 
-
-def train_cli(data, out, head: str = HEAD, seed: int = 0, device: str = "cpu", resume=None, **options) -> dict:
-    """``meltloc train --head regression``: train with the default settings, overridden by ``options``."""
-    settings = TrainSettings(seed=seed, device=device)
-    for name, value in options.items():
-        if not hasattr(settings, name):
-            raise MeltlocError(f"the regression head has no option --{name.replace('_', '-')} "
-                               "(it takes --epochs, --steps-per-epoch, --batch, --seed, --device, --resume)")
-        setattr(settings, name, value)
-    result = train(data, out, settings, resume=resume)
-    best = result["best"] or {}
-    nan = float("nan")
-    result["message"] = (f"wrote {out} (best epoch {best.get('epoch')}: val F1 {best.get('f1', nan):.3f}, "
-                         f"mean AP {best.get('map', nan):.3f}, boundary {best.get('boundary_mm', nan):.3f} mm; "
-                         f"{result['seconds'] / 60:.1f} min, {result['parameters']:,} parameters)")
-    return result
+    threshold, figures = choose_threshold(at, truth)
+    return threshold, float(figures["f1"])

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meltloc import MELT_LAYER, MELT_LENS
-from meltloc.models.ops1d import decode_distances, iou_1d, nms_1d
+from meltloc.heads.ops1d import decode_distances, iou_1d, nms_1d
 
 _PAD_MULTIPLE = 32
 
@@ -328,31 +328,33 @@ def pad_rows(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: float | None = None,
-                 max_candidates: int = 4000) -> list[tuple[str, float, float, float]]:
-    """Detect intervals in one strip.
+def predict_strip(model: RegressionNet, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's answer for one strip: per position, class probabilities (C, N) and the interval it
+    points at (N, 2: start and end row, clamped to the strip)."""
+    model.eval()
+    h = pixels.shape[0]
+    x = pad_rows(normalise_for(model.cfg, pixels)[None, None])
+    logits, distances = model(x)
+    centers = model.centers(logits.shape[-1])
+    return torch.sigmoid(logits[0]), decode_distances(centers, distances[0].T).clamp(0, h)
 
-    Args:
-        model: a trained :class:`RegressionNet` (evaluation mode is set here).
-        pixels: (H, W) uint8 strip at the model's working scale.
+
+@torch.inference_mode()
+def decode_strip(probs: torch.Tensor, boxes: torch.Tensor, classes: tuple[str, ...], score_threshold: float,
+                 nms_iou: float, max_candidates: int = 4000) -> list[tuple[str, float, float, float]]:
+    """Intervals from per-position probabilities and boxes (:func:`predict_strip`).
+
+    Candidates above ``score_threshold`` -> 1-D NMS -> each kept interval's
+    boundaries are the score-weighted mean of the candidates agreeing with it
+    (IoU > 0.5, at least half its score).
 
     Returns:
         ``(class name, score, start row, end row)`` in strip rows, by descending score.
     """
-    model.eval()
-    cfg = model.cfg
-    thr = cfg.score_threshold if score_threshold is None else score_threshold
-    h = pixels.shape[0]
-    x = pad_rows(normalise_for(cfg, pixels)[None, None])
-    logits, distances = model(x)
-    n = logits.shape[-1]
-    centers = model.centers(n)
-    probs = torch.sigmoid(logits[0])                               # (C, N)
-    boxes = decode_distances(centers, distances[0].T).clamp(0, h)  # (N, 2)
     out = []
-    for k, name in enumerate(cfg.classes):
+    for k, name in enumerate(classes):
         p = probs[k]
-        cand = torch.nonzero(p > thr).flatten()
+        cand = torch.nonzero(p > score_threshold).flatten()
         if cand.numel() == 0:
             continue
         if cand.numel() > max_candidates:
@@ -362,7 +364,7 @@ def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: floa
         cb, cp = cb[valid], cp[valid]
         if cp.numel() == 0:
             continue
-        keep = nms_1d(cb, cp, cfg.nms_iou)
+        keep = nms_1d(cb, cp, nms_iou)
         ious = iou_1d(cb[keep], cb)                                  # (K, M)
         for j, i in enumerate(keep.tolist()):
             agree = (ious[j] > 0.5) & (cp >= 0.5 * cp[i])
@@ -372,6 +374,23 @@ def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: floa
             out.append((name, float(cp[i]), start, end))
     out.sort(key=lambda r: -r[1])
     return out
+
+
+def detect_strip(model: RegressionNet, pixels: np.ndarray, score_threshold: float | None = None,
+                 max_candidates: int = 4000) -> list[tuple[str, float, float, float]]:
+    """Detect intervals in one strip (:func:`predict_strip` then :func:`decode_strip`).
+
+    Args:
+        model: a trained :class:`RegressionNet` (evaluation mode is set here).
+        pixels: (H, W) uint8 strip at the model's working scale.
+
+    Returns:
+        ``(class name, score, start row, end row)`` in strip rows, by descending score.
+    """
+    cfg = model.cfg
+    probs, boxes = predict_strip(model, pixels)
+    thr = cfg.score_threshold if score_threshold is None else score_threshold
+    return decode_strip(probs, boxes, cfg.classes, thr, cfg.nms_iou, max_candidates)
 
 
 def fuse_for_inference(model: RegressionNet) -> RegressionNet:
@@ -397,5 +416,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["RegressionConfig", "RegressionNet", "Targets", "label_positions", "losses", "detect_strip",
-           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "normalise_local", "normalise_for", "pad_rows", "count_parameters",
+           "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "normalise_local", "normalise_for", "pad_rows", "predict_strip", "decode_strip", "count_parameters",
            "fuse_for_inference"]

@@ -1,0 +1,134 @@
+"""What every head's training shares: the one rule choosing the operating threshold, and the run record.
+
+* :func:`choose_threshold`: the score threshold with the best melt-layer F1
+  at IoU 0.5 on the validation sections, over one grid (0.05-0.95, step
+  0.05), ties going to the threshold nearest 0.5. Every head's trainer calls
+  it; what "detections at a threshold" means is the head's own business (a
+  callable).
+* :func:`write_run_record`: beside the checkpoint, in ``<out>.runs/``, the
+  way ``yolo train`` keeps its run: ``args.json`` (the settings),
+  ``results.csv`` (one row per epoch: losses and validation figures) and
+  ``results.png`` (a plot of them).
+* :func:`detections_table` and :func:`truth_table`: detections on convert
+  strips as a table with depths, and the true intervals of the same strips
+  (the convert output's ``intervals.csv``), for validation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from meltloc.atomic import atomic_path, write_csv, write_text
+
+THRESHOLD_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.05), 2))
+"""The operating thresholds tried on the validation sections, by every head."""
+PREFERRED_THRESHOLD = 0.5
+"""Ties in validation F1 go to the threshold nearest this, so a flat plateau does not push it to an extreme."""
+
+DETECTION_TABLE_COLUMNS = ["image", "type", "score", "row_from", "row_to", "depth_from_m", "depth_to_m"]
+
+
+def choose_threshold(detections_at: Callable[[float], pd.DataFrame], truth: pd.DataFrame,
+                     grid: Iterable[float] = THRESHOLD_GRID) -> tuple[float, dict]:
+    """The threshold with the best melt-layer F1 at IoU 0.5 on the validation truth, and the figures there.
+
+    Args:
+        detections_at: threshold -> detections table (:data:`DETECTION_TABLE_COLUMNS`) at that threshold.
+        truth: the validation sections' true intervals.
+
+    Returns:
+        (threshold, overall figures of :func:`meltloc.metrics.evaluate_intervals` at it; ``f1`` -1 when no
+        threshold gave a finite F1).
+    """
+    from meltloc.metrics import evaluate_intervals
+
+    best_thr, best = PREFERRED_THRESHOLD, {"f1": -1.0}
+    for thr in grid:
+        overall = evaluate_intervals(detections_at(float(thr)), truth).overall
+        f1 = float(overall["f1"]) if np.isfinite(overall["f1"]) else -1.0
+        better = f1 > best["f1"] + 1e-9
+        tie_nearer = abs(f1 - best["f1"]) <= 1e-9 and abs(thr - PREFERRED_THRESHOLD) < abs(best_thr - PREFERRED_THRESHOLD)
+        if better or tie_nearer:
+            best_thr, best = float(thr), {**overall, "f1": f1}
+    return best_thr, best
+
+
+def detections_table(samples, found_per_sample: Callable) -> pd.DataFrame:
+    """Detections on convert strips as a table with depths.
+
+    Args:
+        samples: :class:`meltloc.strip_dataset.StripSample` of a split.
+        found_per_sample: sample -> ``(type, score, strip row a, strip row b)`` tuples.
+    """
+    rows = []
+    for smp in samples:
+        for name, score, a, b in found_per_sample(smp):
+            r0, r1 = smp.to_image_rows([a, b])
+            d0, d1 = smp.scale.row_to_depth([r0, r1])
+            rows.append({"image": smp.image, "type": name, "score": float(score), "row_from": r0, "row_to": r1,
+                         "depth_from_m": d0, "depth_to_m": d1})
+    return pd.DataFrame(rows, columns=DETECTION_TABLE_COLUMNS)
+
+
+def truth_table(samples, data_dir: str | Path) -> pd.DataFrame:
+    """The true intervals of the given strips (a split's), from the convert output's ``intervals.csv``."""
+    intervals = pd.read_csv(Path(data_dir) / "intervals.csv")
+    return intervals[intervals["image"].isin([s.image for s in samples])].reset_index(drop=True)
+
+
+def run_folder(out: str | Path) -> Path:
+    """Where a checkpoint's run record goes: ``<out>.runs/`` beside it."""
+    out = Path(out)
+    return out.with_name(out.name + ".runs")
+
+
+def write_run_record(out: str | Path, args: dict, history: list[dict], title: str = "") -> Path:
+    """Write ``args.json``, ``results.csv`` and ``results.png`` into :func:`run_folder` of ``out``.
+
+    Args:
+        out: the checkpoint the run wrote.
+        args: the settings of the run (JSON-able values; others are written as text).
+        history: one dict per epoch (``epoch``, losses ``loss_*``, validation figures ``val_*``, ...).
+        title: the plot's title (e.g. the head).
+
+    Returns:
+        The run folder.
+    """
+    folder = run_folder(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "args.json", json.dumps(args, indent=2, default=str, sort_keys=True) + "\n")
+    table = pd.DataFrame(history)
+    write_csv(table, folder / "results.csv")
+    if len(table) and "epoch" in table.columns:
+        _plot(table, folder / "results.png", title)
+    return folder
+
+
+def _plot(table: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [c for c in table.columns if c.startswith("loss")]
+    figures = [c for c in table.columns if c.startswith("val_") and pd.api.types.is_numeric_dtype(table[c])]
+    panels = [p for p in (losses, figures) if p]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 3.5), squeeze=False)
+    for ax, columns, label in zip(axes[0], panels, ("training loss", "validation")):
+        for c in columns:
+            ax.plot(table["epoch"], table[c], marker=".", label=c)
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

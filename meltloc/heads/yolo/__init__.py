@@ -1,0 +1,96 @@
+"""The YOLO head (ultralytics): tiles of the core strip as images, melt layers as boxes spanning the width.
+
+The modules, one job each: :mod:`.config` (the checkpoint's config, the training
+settings and ultralytics' arguments), :mod:`.data` (the convert output's YOLO
+dataset), :mod:`.network` (the network as plain data, rebuilt offline),
+:mod:`.infer` (tiles in, intervals out), :mod:`.train` (training and the
+operating threshold) and :mod:`.env` (ultralytics kept offline); the detector
+and the registration are here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from meltloc.errors import MeltlocError
+from meltloc.heads.base import Head, register, section_strip, strip_detections
+
+
+@register("yolo")
+class YoloHead(Head):
+    """An ultralytics YOLO detector on tiles of the strip; boxes become intervals along the core.
+
+    Its non-maximum suppression runs per tile inside the network call, so
+    :meth:`decode` runs the network at the threshold asked for.
+    """
+
+    summary = "an ultralytics YOLO detector on tiles of the core strip"
+    train_options = ("epochs", "batch", "model", "imgsz", "runs")
+    option_help = {"model": "a model YAML (yolov8n.yaml, yolo11s.yaml) or a local .pt to start from",
+                   "imgsz": "the tile's long side, a multiple of 32 (default: the tile height)",
+                   "runs": "ultralytics' run files (default <out>.runs/ beside --out)"}
+    demo_training = {"epochs": 30, "batch": 16}  # from scratch it finds nothing after 8 epochs, F1 ~0.95 after 30
+
+    def __init__(self, checkpoint: dict, device: str = "cpu"):
+        from meltloc.heads.yolo.config import DEFAULT_THRESHOLD, YoloConfig
+        from meltloc.heads.yolo.network import load_network
+
+        super().__init__(checkpoint, device)
+        self.cfg = YoloConfig.from_dict(checkpoint["config"])
+        self.classes = self.cfg.classes
+        self.model = load_network(checkpoint.get("model"), device)
+        self.score_threshold = float(checkpoint.get("score_threshold", DEFAULT_THRESHOLD))
+
+    def predict(self, section):
+        return section_strip(section, self.cfg.px_per_mm, self.cfg.width, self.cfg.inset)
+
+    def decode(self, strip, score_threshold: float):
+        from meltloc.heads.yolo.infer import detect_strip
+
+        return strip_detections(strip, detect_strip(self.model, strip.pixels, self.cfg, score_threshold, self.device))
+
+    @classmethod
+    def upgrade(cls, checkpoint: dict) -> dict:
+        """Old checkpoints pickled the ultralytics network: it becomes the model YAML and a state dict."""
+        if isinstance(checkpoint.get("model"), (bytes, bytearray)):
+            from meltloc.heads.yolo.network import network_payload, unpickle_ultralytics
+
+            checkpoint = {**checkpoint, "model": network_payload(unpickle_ultralytics(bytes(checkpoint["model"])))}
+        return checkpoint
+
+    @classmethod
+    def train(cls, data, out, *, head="yolo", seed=0, device="cpu", resume=None, epochs=None, batch=None,
+              **options) -> dict:
+        """Options are the fields of :class:`~meltloc.heads.yolo.config.YoloSettings` (``model``, ``imgsz``,
+        ``runs``, ``patience``, ...).
+
+        Raises:
+            MeltlocError: an option the YOLO head does not have; see also :func:`~meltloc.heads.yolo.train.train`.
+        """
+        from meltloc.heads.yolo.config import YoloSettings
+        from meltloc.heads.yolo.train import train
+
+        settings = YoloSettings(seed=seed, device=device)
+        if epochs is not None:
+            settings.epochs = int(epochs)
+        if batch is not None:
+            settings.batch = int(batch)
+        known = {f.name for f in fields(YoloSettings)}
+        for name, value in options.items():
+            if value is None:
+                continue
+            if name not in known:
+                raise MeltlocError(f"the yolo head has no option '{name}' (it has: {', '.join(sorted(known))})")
+            setattr(settings, name, value)
+        if settings.runs is not None:
+            settings.runs = str(settings.runs)
+        if settings.model is not None:
+            settings.model = str(settings.model)
+        result = train(data, out, settings, resume=resume)
+        val = result["val"]
+        nan = float("nan")
+        result["message"] = (f"wrote {out} ({result['epochs']} epochs; val F1 {val.get('f1', nan):.3f} at score >= "
+                             f"{result['score_threshold']:.2f}, mean AP {val.get('map', nan):.3f}, boundary "
+                             f"{val.get('boundary_mm', nan):.3f} mm; {result['seconds'] / 60:.1f} min, "
+                             f"{result['parameters']:,} parameters; ultralytics run in {result['run']})")
+        return result

@@ -1,1 +1,0 @@
-"""Models: the start/stop regression head, YOLO and the slice-classifier baselines."""

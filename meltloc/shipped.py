@@ -1,0 +1,29 @@
+"""Where the files shipped with meltloc are: the sample core and the regression weights.
+
+In the source tree (editable install, ``python cli.py``), else where
+``pip install .`` put them (``<prefix>/share/meltloc/``, see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def shipped(relative: str) -> Path:
+    """A shipped file by its path relative to the repository root."""
+    for base in (_REPO, Path(sys.prefix) / "share" / "meltloc", Path(sysconfig.get_path("data")) / "share" / "meltloc"):
+        if (base / relative).exists():
+            return base / relative
+    return _REPO / relative
+
+
+SAMPLE_IMAGES = shipped("datasets/sample/images")
+SAMPLE_SECTIONS = shipped("datasets/sample/sections.tab")
+SAMPLE_LOG = shipped("datasets/sample/features.csv")
+SAMPLE_TRUTH = shipped("datasets/sample/truth.csv")
+SAMPLE_AGE_SCALE = shipped("datasets/sample/age_scale_made_up.csv")
+DEFAULT_WEIGHTS = shipped("weights/regression.pt")
