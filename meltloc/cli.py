@@ -267,12 +267,11 @@ def detect(
     if summary.table is not None and (table or (not quiet and len(summary.table) <= 30)):
         _print_detections(summary.table)
     _print_problems(summary.problems, first=20)  # each skipped image matters: name them
-    skipped = summary.skipped + summary.failed
     console.print(f"{summary.images} image(s) processed in {summary.seconds:.1f} s"
                   + (f" ({summary.workers} workers)" if summary.workers > 1 else "")
                   + (f", {summary.resumed} already done" if summary.resumed else "")
-                  + (f", {skipped} skipped" if skipped else "")
-                  + (f" ({summary.failed} could not be read or had no core)" if summary.failed else "")
+                  + (f", {summary.skipped} skipped" if summary.skipped else "")
+                  + (f", {summary.failed} failed (could not be read or had no core)" if summary.failed else "")
                   + f": {summary.detections} detection(s) written to {out}"
                   + (" (the table: --table)" if summary.table is not None and len(summary.table) > 30
                      and not table else "")
@@ -694,7 +693,20 @@ def command():
         for param in cmd.params:
             if getattr(param, "is_flag", False):
                 param.metavar = ""
+        cmd.get_help_option = _flag_help(cmd.get_help_option)
     return root
+
+
+def _flag_help(get_help_option):
+    """click builds ``--help`` on each call; show it as a flag too."""
+
+    def wrapped(ctx):
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return wrapped
 
 
 def main() -> None:

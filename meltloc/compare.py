@@ -506,11 +506,11 @@ def _notes(test: SplitSections, stats: RunStats, heads: list[Head], ap_min_score
         f"{', '.join(stats.sections)}); depths from {test.manifest_name}; truth from {test.truth_name}.",
         f"F1 (IoU 0.5), boundary error, recall by thickness and lens hit rate are of each head's detections at its "
         f"own operating threshold ({thresholds}), as 'meltloc detect' writes them.",
-        f"Mean AP (IoU 0.3, 0.4, 0.5, 0.6, 0.7; all-point) is of a second run at score >= {ap_min_score:g}; "
-        "heads whose threshold is at or below that use one run for both.",
-        "Seconds per section: median wall time of the operating detect call on a decoded section "
-        f"({torch.get_num_threads()} torch thread(s), device {device}; the slice classifiers predict their windows "
-        "once for both runs, and that call is the one timed); "
+        f"Mean AP (IoU 0.3, 0.4, 0.5, 0.6, 0.7; all-point) is of a second decoding at score >= {ap_min_score:g}; "
+        "heads whose threshold is at or below that use one for both.",
+        "Seconds per section: median wall time of a head's prediction and its decoding at the operating threshold "
+        f"on a decoded section ({torch.get_num_threads()} torch thread(s), device {device}; each head predicts once "
+        "and decodes both runs from it); "
         "reading and decoding the image and finding the core are excluded and "
         f"take {np.mean(stats.decode_seconds):.2f} s per section on average.",
         "Parameters and training time are those the checkpoint records (training time: wall time of training "

@@ -43,3 +43,42 @@ def tiny_trained(tiny_core, tmp_path_factory):
                      "--steps-per-epoch", 2, "--batch", 2, "--seed", 1)
     assert result.returncode == 0, result.stderr
     return conv, weights
+
+
+def invoke_cli(*args, cwd=None):
+    """Run ``meltloc ARGS`` in this process, through the console script's own entry point (one-line errors, exit
+    codes), without the seconds a new interpreter takes to import torch; for tests where a separate process is not
+    the point. Returns a CompletedProcess like :func:`run_cli`: an exception that escapes becomes a traceback on
+    stderr and exit code 1, as in a new process."""
+    import contextlib
+    import io
+    import os
+    import signal
+    import subprocess
+    import sys
+    import traceback
+
+    from meltloc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sigterm, here = sys.argv, signal.getsignal(signal.SIGTERM), os.getcwd()
+    code = 0
+    try:
+        sys.argv = ["meltloc", *map(str, args)]
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            except Exception:  # noqa: BLE001  (what an uncaught exception does to a process)
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = argv
+        signal.signal(signal.SIGTERM, sigterm)
+        os.chdir(here)
+    return subprocess.CompletedProcess(["meltloc", *map(str, args)], code, out.getvalue(), err.getvalue())

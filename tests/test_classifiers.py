@@ -115,7 +115,10 @@ def test_training_writes_a_self_contained_checkpoint(tiny_weights):
     assert (cfg["window_rows"], cfg["stride_rows"], cfg["input_rows"], cfg["input_cols"]) == (50, 5, 50, 32)
     assert cfg["architecture"].startswith("simple-cnn")
     assert ck["train"]["epochs"] == 2 and ck["train"]["seed"] == 1 and ck["train"]["pos_fraction"] == 0.5
-    assert 0 <= ck["slice_accuracy_val"] <= 1 and 0 < ck["score_threshold"] < 1
+    # balanced val slices: four steps leave the net near chance (measured 0.50); the window threshold is one of
+    # the validation grid 0.05 ... 0.95 (measured 0.45)
+    assert ck["slice_accuracy_val"] == pytest.approx(0.5, abs=0.2)
+    assert ck["score_threshold"] in {round(0.05 * k, 2) for k in range(1, 20)}
     assert len(ck["train"]["history"]) == 2 and ck["train"]["seconds"] > 0
 
 
@@ -126,12 +129,16 @@ def test_detect_and_slice_accuracy_through_the_common_path(tiny_weights, tiny_co
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert list(table.columns)[:len(COLUMNS)] == COLUMNS  # columns may follow (path, section, exposure)
-    if len(table):
-        assert set(table["type"]) == {"melt_layer"}
-        assert (table["depth_to_m"] > table["depth_from_m"]).all()
-        assert table["depth_from_m"].between(125.95, 127.60).all()
+    # 230.png is the val section its window threshold was chosen on, where it found layers (val F1 0.25):
+    # at that threshold detect finds one of them again (measured: 3 detections, 2 on true layers)
+    truth = pd.read_csv(tiny_core / "truth.csv").query("image == '230.png' and type == 'melt_layer'")
+    assert len(table) >= 1 and set(table["type"]) == {"melt_layer"}
+    assert any(((truth["depth_from_m"] < b) & (truth["depth_to_m"] > a)).any()
+               for a, b in zip(table["depth_from_m"], table["depth_to_m"]))
+    assert (table["depth_to_m"] > table["depth_from_m"]).all()
+    assert table["depth_from_m"].between(125.95, 127.60).all()
     acc = slice_accuracy(tiny_weights, tiny_conv, split="test")
-    assert 0 <= acc <= 1
+    assert acc == pytest.approx(0.5, abs=0.2)  # balanced test slices, a net near chance (measured 0.50)
     assert ClassifierHead(load_checkpoint(tiny_weights)).classes == ("melt_layer",)
 
 
@@ -140,7 +147,9 @@ def test_one_window_prediction_answers_every_threshold(tiny_weights, tiny_core):
     from meltloc.section import load_section
 
     section = load_section(tiny_core / "images" / "230.png", read_manifest(tiny_core / "sections.tab"))
-    detector = ClassifierHead(load_checkpoint(tiny_weights))
+    checkpoint = load_checkpoint(tiny_weights)
+    checkpoint["config"].update(flips=["none"], stride_mm=1.0)  # 1/8 of the predictions: the rule is the same
+    detector = ClassifierHead(checkpoint)
     thresholds = [None, 0.05, 0.5, 0.99]
     assert detector.detect_many(section, thresholds) == [detector.detect(section, t) for t in thresholds]
 

@@ -30,7 +30,7 @@ def folder_run(tiny_core, tiny_trained, tmp_path_factory):
     for i in range(24):  # enough images that the stop lands in the middle
         src = tiny_core / "images" / ["227.png", "230.png", "233.png"][i % 3]
         shutil.copy(src, folder / f"{1000 + i}.png")
-    args = ["detect", folder, "--weights", weights, "--min-score", 0.01, "--quiet"]
+    args = ["detect", folder, "--weights", weights, "--min-score", 0.01, "--quiet", "--workers", 1]
     whole = work / "whole.csv"
     result = run_cli(*args, "--out", whole)
     assert result.returncode == 0, result.stderr

@@ -167,7 +167,8 @@ def test_train_and_detect_never_touch_the_network(tiny_core, yolo_data, tmp_path
     assert not (tmp_path / "runs").exists()
 
     ck = load_checkpoint(out, expect_head="yolo")
-    assert set(ck["model"]) == {"yaml", "state_dict"} and 0.0 < ck["score_threshold"] < 1.0  # plain data
+    assert set(ck["model"]) == {"yaml", "state_dict"}  # plain data
+    assert ck["score_threshold"] in {round(0.05 * k, 2) for k in range(1, 20)}  # the val grid 0.05 ... 0.95
     torch.load(out, weights_only=True)
     cfg = ck["config"]
     assert cfg["px_per_mm"] == 2.0 and cfg["tile_rows"] == TILE_ROWS and cfg["input_hw"] == [TILE_ROWS, 64]
@@ -177,6 +178,9 @@ def test_train_and_detect_never_touch_the_network(tiny_core, yolo_data, tmp_path
     table = pd.read_csv(det)
     assert list(table.columns[:8]) == ["image", "depth_from_m", "depth_to_m", "thickness_mm", "type", "score",
                                        "row_from", "row_to"]
+    status = pd.read_csv(det.with_name("det.status.csv"))
+    assert sorted(status["image"]) == ["227.png", "230.png", "233.png"] and set(status["status"]) == {"processed"}
+    assert status["detections"].sum() == len(table)  # two epochs from scratch find none yet, even at 0.001
     assert set(table["type"]) <= {"melt_layer", "melt_lens"}
     assert (table["row_to"] > table["row_from"]).all()
 

@@ -13,6 +13,7 @@ This module imports no head and no torch: the registry is filled when
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
@@ -30,6 +31,27 @@ TRAIN_OPTIONS = {
     "runs": "Folder for the trainer's own run files.",
 }
 """Options of ``meltloc train`` beyond data, out, seed, device and resume; a head names those it takes."""
+
+
+class PlainConfig:
+    """``to_dict``/``from_dict`` of a head's config dataclass, as its checkpoint stores it.
+
+    ``from_dict`` drops keys the dataclass does not have (written by another
+    version) and turns lists back into tuples where the field is a tuple.
+    """
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name: f for f in fields(cls)}
+        kept = {}
+        for k, v in dict(d).items():
+            if k in known:
+                is_tuple = str(known[k].type).startswith(("tuple", "Tuple"))
+                kept[k] = tuple(v) if is_tuple and isinstance(v, (list, tuple)) else v
+        return cls(**kept)
 
 
 class Head:

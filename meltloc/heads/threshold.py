@@ -19,7 +19,7 @@ it clearly.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,7 +29,7 @@ import pandas as pd
 from meltloc import MELT_LAYER
 from meltloc.detections import MIN_THICKNESS_MM
 from meltloc.errors import DatasetError
-from meltloc.heads.base import Head, register, section_strip, strip_detections
+from meltloc.heads.base import Head, PlainConfig, register, section_strip, strip_detections
 from meltloc.section import Section
 
 HEAD = "threshold"
@@ -38,7 +38,7 @@ SMOOTH_GRID_MM = (0.1, 0.2, 0.4, 0.8)
 
 
 @dataclass
-class ThresholdConfig:
+class ThresholdConfig(PlainConfig):
     """Working scale and the tuned parameters (stored in the checkpoint).
 
     Attributes:
@@ -55,16 +55,6 @@ class ThresholdConfig:
     k: float = 4.0
     smooth_mm: float = 0.2
     window_mm: float = 41.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ThresholdConfig":
-        d = {k: v for k, v in dict(d).items() if k in cls.__dataclass_fields__}
-        if "classes" in d:
-            d["classes"] = tuple(d["classes"])
-        return cls(**d)
 
 
 def contrast_z(pixels: np.ndarray, px_per_mm: float, smooth_mm: float, window_mm: float) -> np.ndarray:

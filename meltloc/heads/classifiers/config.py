@@ -21,13 +21,14 @@ from dataclasses import asdict, dataclass
 
 from meltloc import MELT_LAYER
 from meltloc.errors import MeltlocError
+from meltloc.heads.base import PlainConfig
 
 HEADS = ("simple-cnn", "enhanced-cnn", "resnet34", "vgg16")
 FLIPS = ("none", "h", "v", "hv")
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(PlainConfig):
     """Architecture, working scale and window geometry of a slice classifier (stored in checkpoints).
 
     Attributes:
@@ -107,13 +108,6 @@ class ClassifierConfig:
         return {**asdict(self), "window_rows": self.window_rows, "stride_rows": self.stride_rows,
                 "architecture": self.describe()}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
-        d = dict(d)
-        for key in ("classes", "flips", "filters", "dense"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def default_config(head: str) -> ClassifierConfig:

@@ -39,7 +39,7 @@ few tens of milliseconds on a laptop CPU.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,12 +48,13 @@ from torch import nn
 
 from meltloc import MELT_LAYER, MELT_LENS
 from meltloc.heads.ops1d import decode_distances, iou_1d, nms_1d
+from meltloc.heads.base import PlainConfig
 
 _PAD_MULTIPLE = 32
 
 
 @dataclass
-class RegressionConfig:
+class RegressionConfig(PlainConfig):
     """Architecture and working scale of the regression head (stored in checkpoints)."""
 
     px_per_mm: float = 10.0
@@ -68,17 +69,9 @@ class RegressionConfig:
     normalisation: str = "local"
     norm_window_mm: float = 41.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> "RegressionConfig":
-        d = dict(d)
-        d.setdefault("normalisation", "median")  # checkpoints written before local normalisation
-        for key in ("classes", "channels"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return super().from_dict({"normalisation": "median", **dict(d)})  # before local normalisation: median
 
 
 def normalise_strip(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meltloc.formats_yolo import CLASSES
+from meltloc.heads.base import PlainConfig
 
 HEAD = "yolo"
 STRIDE = 32
@@ -42,7 +43,7 @@ DEFAULT_THRESHOLD = 0.25
 
 
 @dataclass
-class YoloConfig:
+class YoloConfig(PlainConfig):
     """What inference needs (``checkpoint["config"]``).
 
     Attributes:
@@ -78,15 +79,6 @@ class YoloConfig:
         d = asdict(self)
         d["input_hw"], d["classes"] = list(self.input_hw), list(self.classes)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "YoloConfig":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "input_hw" in d:
-            d["input_hw"] = tuple(int(v) for v in d["input_hw"])
-        if "classes" in d:
-            d["classes"] = tuple(d["classes"])
-        return cls(**d)
 
     @property
     def tile_scale(self) -> float:
