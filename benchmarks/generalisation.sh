@@ -14,6 +14,7 @@
 #   train24       24 sections, seed 11, 124.3-163.9 m, --style wide      (the "defaults on 24 sections" run)
 #   big           train24 plus 30 sections of seed 41 at 111, 212, 481, 761 (hard) and 954 m (mixed styles):
 #                 the shipped weights
+#   big2          big plus 20 hard sections (seeds 45 and 46 at 331 and 900 m): the "74 mixed sections" run
 set -euo pipefail
 DATA=${DATA:-/tmp/data2}
 OUT=${OUT:-/tmp/runs}
@@ -32,18 +33,24 @@ for spec in "w110 6 203 wide" "h760 8 1385 hard" "w480 6 875 wide" "w950 6 1736 
   set -- $spec
   $M synth "big/$1" --sections "$2" --px-per-cm 186 --seed 41 --first-bag "$3" --style "$4"
 done
-# one folder, manifest and label table for the big set (bags differ, so names do not collide)
+$M synth big2/h330 --sections 10 --px-per-cm 186 --seed 45 --first-bag 602 --style hard
+$M synth big2/h900 --sections 10 --px-per-cm 186 --seed 46 --first-bag 1637 --style hard
+# one folder, manifest and label table for each big set (bags differ, so names do not collide)
 python "$REPO/benchmarks/merge_cores.py" big_all train24 big/w110 big/h760 big/w480 big/w950 big/c210
+python "$REPO/benchmarks/merge_cores.py" big2_all train24 big/w110 big/h760 big/w480 big/w950 big/c210 big2/h330 big2/h900
 
 # --- convert through the user's path (misaligned label table), then train with defaults
 $M convert --images train24/images --sections train24/sections.tab --labels train24/features.csv \
     --out conv24 --val 0.17 --test 0 --quiet
 $M convert --images big_all/images --sections big_all/sections.csv --labels big_all/features.csv \
     --out conv_big --val 0.1 --test 0 --quiet
+$M convert --images big2_all/images --sections big2_all/sections.csv --labels big2_all/features.csv \
+    --out conv_big2 --val 0.15 --test 0 --quiet
 $M train --head regression --data conv24 --out "$OUT/reg24.pt"
 $M train --head yolo --data conv24 --out "$OUT/yolo24.pt" --runs "$OUT/yolo24.runs"
 $M train --head threshold --data conv24 --out "$OUT/thr24.pt"
 $M train --head regression --data conv_big --out "$OUT/reg_big.pt"   # -> weights/regression.pt
+$M train --head regression --data conv_big2 --out "$OUT/reg_big2.pt"
 
 # --- every head on every test set, against the drawn truth: each test set converted with every section in
 # its test split, then one `meltloc compare` per test set (each section decoded once, given to every head)
@@ -54,6 +61,6 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
   $M convert --images "$test/images" --sections "$test/sections.tab" --labels "$test/features.csv" \
       --out "conv_$test" --splits "splits_$test.csv" --quiet
   $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp_$test" \
-      --weights "$OUT/reg_big.pt" "$OUT/reg24.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" \
+      --weights "$OUT/reg_big.pt" "$OUT/reg24.pt" "$OUT/reg_big2.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" \
       "$REPO/weights/regression_classic.pt" --quiet
 done

@@ -16,10 +16,11 @@ import numpy as np
 
 from meltloc.errors import GeometryError
 from meltloc.imageio import to_8bit_scale
+from meltloc.names import SECTION_LENGTH_M
 
 # Down-sampling factor for the coarse search; ends are refined at full resolution.
 _COARSE = 4
-_NOMINAL_SECTION_MM = 1650.0
+_NOMINAL_SECTION_MM = SECTION_LENGTH_M * 1000.0
 
 
 @dataclass(frozen=True)
