@@ -121,3 +121,18 @@ def test_training_writes_a_run_record_beside_the_checkpoint(tiny_trained):
     assert list(results["epoch"]) == [1, 2]
     assert {"loss_total", "val_f1", "val_map"} <= set(results.columns)
     assert (run / "results.png").stat().st_size > 1000
+
+
+def test_demo_trains_the_heads_it_is_given_and_compares_them(tmp_path):
+    """The demo takes its heads and their short training from the registry (threshold: seconds)."""
+    from conftest import invoke_cli
+
+    out = tmp_path / "demo"
+    result = invoke_cli("demo", "--out", out, "--head", "threshold", "--sections", 4, "--px-per-cm", 20, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (out / "weights" / "threshold.pt").is_file() and (out / "weights" / "threshold.pt.runs" / "args.json").is_file()
+    table = pd.read_csv(out / "report" / "compare.csv")
+    assert list(table["head"]) == ["threshold"] and table.loc[0, "f1"] > 0
+    assert len(pd.read_csv(out / "detections.csv")) > 0
+    unknown = invoke_cli("demo", "--out", tmp_path / "d2", "--head", "nope")
+    assert unknown.returncode != 0 and "unknown head 'nope'" in unknown.stderr

@@ -1,5 +1,7 @@
 """What every head's training shares: the one rule choosing the operating threshold, and the run record.
 
+* :class:`Checkpoints`: the best epoch in ``out``, the last one (with the
+  optimizer, to resume from) in ``<out>.last.pt``, and resuming from it.
 * :func:`choose_threshold`: the score threshold with the best melt-layer F1
   at IoU 0.5 on the validation sections, over one grid (0.05-0.95, step
   0.05), ties going to the threshold nearest 0.5. Every head's trainer calls
@@ -24,6 +26,61 @@ import numpy as np
 import pandas as pd
 
 from meltloc.atomic import atomic_path, write_csv, write_text
+
+class Checkpoints:
+    """The best and the last epoch of a training run on disk, and resuming from the last.
+
+    Args:
+        out: the checkpoint the run writes (the best epoch by the head's own score).
+        head: the head's registered name (a resume file of another head is refused).
+
+    Attributes:
+        last: ``out`` with suffix ``.last.pt``: every epoch, with the optimizer (and scheduler) state.
+        best: the best epoch's record so far (``score``, ``epoch`` and the head's validation figures) or None.
+    """
+
+    def __init__(self, out: str | Path, head: str):
+        self.out = Path(out)
+        self.head = head
+        self.last = self.out.with_suffix(".last.pt")
+        self.best: dict | None = None
+
+    def resume(self, path: str | Path, needs: tuple[str, ...] = ("optimizer",)) -> dict:
+        """The last epoch's checkpoint to continue from (its ``epoch``, ``model``, ``optimizer``, ``train``).
+
+        Raises:
+            CheckpointError: not a checkpoint of this head, or one without the training state (a best-epoch
+                file instead of the ``.last.pt``).
+        """
+        from meltloc.checkpoint import load_checkpoint
+        from meltloc.errors import CheckpointError
+
+        ck = load_checkpoint(path, expect_head=self.head)
+        if any(k not in ck for k in needs):
+            raise CheckpointError(f"holds no optimizer state; resume from {Path(path).with_suffix('.last.pt').name}",
+                                  path)
+        self.best = ck.get("best")
+        return ck
+
+    def save_epoch(self, payload: dict, score, figures: dict, training_state: dict) -> bool:
+        """Write one finished epoch: always as the last (with ``training_state``: optimizer, scheduler), and as
+        the best when ``score`` (a number or a tuple, higher is better) is at least the best so far, or when
+        ``out`` does not exist yet. Returns whether it was the best."""
+        from meltloc.checkpoint import save_checkpoint
+
+        def key(value):
+            return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+        improved = self.best is None or not self.out.exists() or key(score) >= key(self.best["score"])
+        if improved:
+            self.best = {"score": list(score) if isinstance(score, tuple) else score, "epoch": payload["epoch"],
+                         **figures}
+        payload = {**payload, "best": self.best}
+        if improved:
+            save_checkpoint(self.out, payload)
+        save_checkpoint(self.last, {**payload, **training_state})
+        return improved
+
 
 THRESHOLD_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.05), 2))
 """The operating thresholds tried on the validation sections, by every head."""

@@ -52,7 +52,7 @@ from meltloc.heads.classifiers.config import ClassifierConfig, ClassifierSetting
 from meltloc.heads.classifiers.nets import build_model, count_parameters
 from meltloc.heads.classifiers.slices import StripWindows, balanced_slices, score_slices, strip_windows
 from meltloc.heads.classifiers.windows import NEGATIVE, POSITIVE, cut_windows, decode_windows, predict_strip
-from meltloc.heads.training import choose_threshold, detections_table, truth_table, write_run_record
+from meltloc.heads.training import Checkpoints, choose_threshold, detections_table, truth_table, write_run_record
 from meltloc.progress import progress
 from meltloc.strip_dataset import StripSample, load_strips, read_strip_table
 
@@ -215,18 +215,18 @@ def train(data_dir: str | Path, out: str | Path, head: str, settings: Classifier
             source += ", features frozen"
     model = model.to(s.device).to(memory_format=torch.channels_last)
     opt = _optimizer(model, s)
-    start_epoch, best, history, seconds = 0, None, [], 0.0
+    start_epoch, history, seconds = 0, [], 0.0
+    saved = Checkpoints(out, head)
     if resume is not None:
-        ck = load_checkpoint(resume, expect_head=head)
+        ck = saved.resume(resume)
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError("the resume file does not fit this architecture or these settings", resume) from exc
-        start_epoch, best, history = ck["epoch"], ck.get("best"), ck["train"].get("history", [])
+        start_epoch, history = ck["epoch"], ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
-    last_path = out.with_suffix(".last.pt")
     train_info = {"data": str(data_dir), "source": source, "n_train_sections": len(train_set),
                   "n_val_sections": len(val_set), "positive_windows": int(len(sampler.pos)),
                   "negative_windows": int(len(sampler.neg)), "positive_share": sampler.positive_share,
@@ -247,12 +247,8 @@ def train(data_dir: str | Path, out: str | Path, head: str, settings: Classifier
         score = (val.get("slice_accuracy", 0.0), -val.get("loss", record["loss"]))
         payload = {"head": head, "config": cfg.to_dict(), "model": model.state_dict(),
                    "train": {**asdict(s), **train_info, "history": history, "seconds": seconds},
-                   "epoch": epoch + 1, "best": best}
-        if best is None or tuple(best["score"]) < score or not out.exists():
-            best = {"score": list(score), "epoch": epoch + 1, **val}
-            payload["best"] = best
-            save_checkpoint(out, payload)
-        save_checkpoint(last_path, {**payload, "best": best, "optimizer": opt.state_dict()})
+                   "epoch": epoch + 1}
+        saved.save_epoch(payload, score, val, {"optimizer": opt.state_dict()})
     if not out.exists():
         raise CheckpointError("nothing trained: the resume file has already reached the asked epochs", resume)
 
@@ -275,9 +271,9 @@ def train(data_dir: str | Path, out: str | Path, head: str, settings: Classifier
     write_run_record(out, {**asdict(s), **{k: v for k, v in cfg.to_dict().items() if k != "classes"}, "head": head,
                            "data": str(data_dir), "resume": str(resume or ""), "score_threshold": threshold},
                      history, title=f"{head}: {out.name}")
-    return {"best": best, "seconds": seconds, "parameters": count_parameters(model),
+    return {"best": saved.best, "seconds": seconds, "parameters": count_parameters(model),
             "trainable_parameters": train_info["trainable_parameters"], "history": history, "out": str(out),
-            "last": str(last_path), "score_threshold": threshold, "slice_accuracy_val": val_acc,
+            "last": str(saved.last), "score_threshold": threshold, "slice_accuracy_val": val_acc,
             "val": val_figures, "source": source}
 
 

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
-from meltloc.errors import CheckpointError, DatasetError
+from meltloc.errors import DatasetError
 from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count_parameters, decode_strip,
                                           detect_strip, label_positions, losses, normalise_for, predict_strip)
-from meltloc.heads.training import (PREFERRED_THRESHOLD, choose_threshold, detections_table, truth_table,
+from meltloc.heads.training import (PREFERRED_THRESHOLD, Checkpoints, choose_threshold, detections_table, truth_table,
                                     write_run_record)
 from meltloc.progress import progress
 from meltloc.strip_dataset import StripSample, apply_working_scale, load_strips, random_crop, read_strip_table
@@ -110,22 +110,19 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=total_steps, pct_start=0.1)
     else:  # too few steps for a warm-up and a decay
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    start_epoch, best, history, seconds = 0, None, [], 0.0
+    start_epoch, history, seconds = 0, [], 0.0
+    saved = Checkpoints(out, HEAD)
     if resume is not None:
-        ck = load_checkpoint(resume, expect_head=HEAD)
-        if "optimizer" not in ck or "scheduler" not in ck:
-            raise CheckpointError(f"holds no optimizer state; resume from {Path(resume).with_suffix('.last.pt').name}",
-                                  resume)
+        ck = saved.resume(resume, needs=("optimizer", "scheduler"))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         # The schedule follows the (possibly longer) run asked for now.
         if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) and "total_steps" in ck["scheduler"]:
             sched.load_state_dict({**ck["scheduler"], "total_steps": total_steps})
-        start_epoch, best, history = ck["epoch"], ck.get("best"), ck["train"].get("history", [])
+        start_epoch, history = ck["epoch"], ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
     truth = truth_table(val_set, data_dir)
-    last_path = out.with_suffix(".last.pt")
     epochs = progress(range(start_epoch, s.epochs), "train regression", total=s.epochs - start_epoch,
                       enabled=show_progress, unit="epoch")
     for epoch in epochs:
@@ -159,14 +156,9 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
             "train": {**asdict(s), "data": str(data_dir), "history": history, "seconds": seconds,
                       "parameters": count_parameters(model), "n_train_sections": len(train_set),
                       "n_val_sections": len(val_set)},
-            "epoch": epoch + 1, "best": best,
+            "epoch": epoch + 1,
         }
-        if best is None or score >= best["score"] or not out.exists():
-            best = {"score": score, "epoch": epoch + 1, **val}
-            payload["best"] = best
-            save_checkpoint(out, payload)
-        save_checkpoint(last_path, {**payload, "best": best, "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict()})
+        saved.save_epoch(payload, score, val, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
     # The operating threshold: the F1-best on the validation sections, with the best weights.
     final = load_checkpoint(out, expect_head=HEAD)
     model.load_state_dict(final["model"])
@@ -179,8 +171,8 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
     save_checkpoint(out, final)
     write_run_record(out, {**asdict(s), "head": HEAD, "data": str(data_dir), "resume": str(resume or ""),
                            "score_threshold": threshold}, history, title=f"regression: {out.name}")
-    return {"best": best, "seconds": seconds, "parameters": count_parameters(model), "history": history,
-            "out": str(out), "last": str(last_path), "score_threshold": threshold}
+    return {"best": saved.best, "seconds": seconds, "parameters": count_parameters(model), "history": history,
+            "out": str(out), "last": str(saved.last), "score_threshold": threshold}
 
 
 def choose_operating_threshold(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame
