@@ -15,14 +15,15 @@ The steps, each usable on its own:
      validation sections when it was trained): exactly what ``meltloc
      detect`` writes. It gives F1, precision, recall, boundary error, recall
      by thickness and lens hits, and it is the one timed: **seconds per
-     section** is the median wall time of ``detector.detect(section)`` over
-     the sections (so the first call's set-up does not count). Reading and
-     decoding the image and finding the core are timed once per section and
-     reported apart (``decode_seconds``).
+     section** is the median wall time of the head's prediction plus its
+     decoding at the operating threshold over the sections (so the first
+     call's set-up does not count). Reading and decoding the image and
+     finding the core are timed once per section and reported apart
+     (``decode_seconds``).
    * the **ranking** set, at a low threshold (``ap_min_score``, 0.05): every
-     candidate with its score, for the mean AP over IoU 0.3-0.7. It is a
-     second, untimed call; when a head's threshold is at or below
-     ``ap_min_score`` the operating set serves for both.
+     candidate with its score, for the mean AP over IoU 0.3-0.7, decoded
+     from the same prediction, untimed; when a head's threshold is at or
+     below ``ap_min_score`` the operating set serves for both.
 
    The operating detections are not filtered from the ranking set because
    what a head does with a threshold is its own business: the regression

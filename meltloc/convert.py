@@ -303,7 +303,7 @@ def _convert_image(path: Path, rec: pd.Series, labels: pd.DataFrame, extents: np
             "width": int(strip.pixels.shape[1]), "rows": int(strip.pixels.shape[0]), "col0": strip.col0,
             "col1": strip.col1, "inset": DEFAULT_INSET, "top_m": top_m, "bottom_m": bottom_m, "top_row": round(scale.top_row, 4),
             "bottom_row": round(scale.bottom_row, 4), "image_px_per_m": round(scale.px_per_m, 4),
-            "stem": path.stem, "path": str(path)}
+            "stem": path.stem, "path": str(path.resolve())}
     return _ImageResult(alignment, intervals, meta, used)
 
 

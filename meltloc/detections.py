@@ -8,11 +8,10 @@ write the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from meltloc.section import Section
-from meltloc.strips import nominal_px_per_mm
+if TYPE_CHECKING:  # the registry imports this module: it stays free of numpy, pandas and cv2
+    from meltloc.section import Section
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ def clean_detections(section: Section, detections: list[Detection],
     reported once, as the layer). Order is kept.
     """
     from meltloc import MELT_LAYER, MELT_LENS
+    from meltloc.strips import nominal_px_per_mm
 
     top, bottom = section.bounds.top_row, section.bounds.bottom_row
     px_per_mm = (section.scale.px_per_m / 1000 if section.scale is not None
@@ -71,6 +71,8 @@ def clean_detections(section: Section, detections: list[Detection],
 
 def to_depths(section: Section, detections: list) -> list[dict]:
     """Detection rows as CONTRACT.md has them, after :func:`clean_detections` (depths empty without a manifest entry)."""
+    import numpy as np
+
     rows = []
     for d in clean_detections(section, detections):
         if section.scale is not None:

@@ -48,6 +48,13 @@ def test_detect_returns_the_rows_meltloc_detect_writes_in_meters(tmp_path):
     top, bottom = section.scale.top_m, section.scale.bottom_m
     assert ((layers["depth_from_m"] >= top) & (layers["depth_to_m"] <= bottom)).all()
     np.testing.assert_allclose(layers["thickness_mm"], (layers["depth_to_m"] - layers["depth_from_m"]) * 1000)
+    from meltloc.errors import OutputError
+
+    with pytest.raises(OutputError):  # an existing output is replaced only when asked
+        meltloc.detect_images([SAMPLE / "images" / "227.png"], out=tmp_path / "d.csv", sections=SAMPLE / "sections.tab")
+    again = meltloc.detect_images([SAMPLE / "images" / "227.png"], out=tmp_path / "d.csv",
+                                  sections=SAMPLE / "sections.tab", overwrite=True)
+    assert again.detections == len(layers)
 
 
 def test_a_section_from_an_array_with_its_depths_matches_the_file(tmp_path):

@@ -374,3 +374,22 @@ def test_a_second_run_into_the_same_folder_leaves_no_stale_tiles(tiny_core, tmp_
                      ConvertConfig(), show_progress=False)
     on_disk = sorted(p.relative_to(out / "yolo" / "images").as_posix() for p in (out / "yolo" / "images").rglob("*.png"))
     assert on_disk == sorted(result.tiles["tile"])
+
+
+def test_compare_finds_the_images_convert_read_from_any_folder(tiny_core, tmp_path):
+    """convert records where each image is (absolute), so compare needs no --images, run from anywhere."""
+    from conftest import invoke_cli
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copytree(tiny_core, tmp_path / "a" / "core")
+    result = invoke_cli("convert", "--images", "core/images", "--sections", "core/sections.tab", "--labels",
+                        "core/features.csv", "--out", tmp_path / "conv", "--px-per-mm", 4, "--quiet",
+                        cwd=tmp_path / "a")
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(tmp_path / "conv" / "strips.csv")["path"].map(lambda p: Path(p).is_absolute()).all()
+    weights = Path(__file__).resolve().parents[1] / "weights" / "regression.pt"
+    compared = invoke_cli("compare", "--data", tmp_path / "conv", "--weights", weights, "--out", tmp_path / "report",
+                          "--quiet", cwd=tmp_path / "b")
+    assert compared.returncode == 0, compared.stderr
+    assert len(pd.read_csv(tmp_path / "report" / "compare.csv")) == 1

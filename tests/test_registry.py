@@ -136,3 +136,15 @@ def test_demo_trains_the_heads_it_is_given_and_compares_them(tmp_path):
     assert len(pd.read_csv(out / "detections.csv")) > 0
     unknown = invoke_cli("demo", "--out", tmp_path / "d2", "--head", "nope")
     assert unknown.returncode != 0 and "unknown head 'nope'" in unknown.stderr
+
+
+def test_the_cli_lists_heads_without_loading_numerical_libraries():
+    """`meltloc --help` and a one-line error stay instant: the registry imports no torch, numpy, pandas or cv2."""
+    import subprocess
+    import sys
+
+    code = ("import sys, meltloc.cli, meltloc.heads as h; assert h.head_names(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'pandas', 'cv2', 'ultralytics') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

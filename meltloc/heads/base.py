@@ -7,7 +7,7 @@ image (:meth:`Head.detect`). Its class methods train it. Callers (detect,
 compare, demo, the CLI) ask the registry for names, help texts and options,
 and never test which head they hold.
 
-This module imports no head and no torch: the registry is filled when
+This module imports no head, no torch and no numpy: the registry is filled when
 :mod:`meltloc.heads` imports the head modules, each of which registers itself.
 """
 
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
 from meltloc.detections import Detection
 from meltloc.errors import CheckpointError, MeltlocError
-from meltloc.section import Section
-from meltloc.strips import Strip, make_strip, nominal_px_per_mm
+
+if TYPE_CHECKING:  # the registry stays light: the CLI lists heads without numpy, pandas, cv2 or torch
+    from meltloc.section import Section
+    from meltloc.strips import Strip
 
 TRAIN_OPTIONS = {
     "epochs": "Training epochs (default: the head's own).",
@@ -45,12 +47,16 @@ class PlainConfig:
 
     @classmethod
     def from_dict(cls, d: dict):
-        known = {f.name: f for f in fields(cls)}
+        import typing
+
+        hints = typing.get_type_hints(cls)
         kept = {}
         for k, v in dict(d).items():
-            if k in known:
-                is_tuple = str(known[k].type).startswith(("tuple", "Tuple"))
-                kept[k] = tuple(v) if is_tuple and isinstance(v, (list, tuple)) else v
+            if k in {f.name for f in fields(cls)}:
+                hint = hints.get(k)
+                options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+                is_tuple = any(typing.get_origin(o) is tuple or o is tuple for o in options)
+                kept[k] = tuple(v) if is_tuple and isinstance(v, list) else v
         return cls(**kept)
 
 
@@ -67,9 +73,11 @@ class Head:
         head: the registered name the checkpoint carries.
         classes: feature types it reports.
         checkpoint: the checkpoint dict.
-        score_threshold: the operating threshold chosen on validation (what
-            :meth:`detect` uses when it is given none); every head reads it
-            the same way: detections scoring below it are not reported.
+        score_threshold: the operating threshold chosen on validation. What
+            :meth:`detect` does without a threshold is :meth:`threshold_for`
+            (None): for most heads this one, so detections scoring below it
+            are not reported; the slice classifiers decide windows at it and
+            then keep every interval.
     """
 
     name: ClassVar[str] = ""
@@ -225,6 +233,8 @@ def load_detector(weights: str | Path, device: str = "cpu") -> Head:
 
 def section_strip(section: Section, px_per_mm: float, width: int, inset: float) -> Strip:
     """The section's strip at a head's working scale (nominal 1.65 m when the image has no manifest entry)."""
+    from meltloc.strips import make_strip, nominal_px_per_mm
+
     image_px_per_mm = section.scale.px_per_m / 1000 if section.scale is not None else nominal_px_per_mm(section.bounds)
     return make_strip(section.image, section.bounds, image_px_per_mm, px_per_mm, width, inset)
 

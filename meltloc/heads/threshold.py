@@ -22,15 +22,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from meltloc import MELT_LAYER
 from meltloc.detections import MIN_THICKNESS_MM
 from meltloc.errors import DatasetError
 from meltloc.heads.base import Head, PlainConfig, register, section_strip, strip_detections
-from meltloc.section import Section
+
+if TYPE_CHECKING:  # imported by the registry: numpy, pandas and cv2 only when the head works
+    import numpy as np
+    import pandas as pd
+
+    from meltloc.section import Section
 
 HEAD = "threshold"
 K_GRID = (2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0)
@@ -59,6 +62,9 @@ class ThresholdConfig(PlainConfig):
 
 def contrast_z(pixels: np.ndarray, px_per_mm: float, smooth_mm: float, window_mm: float) -> np.ndarray:
     """(H,) darkness of each strip row against the ice around it, in robust standard deviations."""
+    import cv2
+    import numpy as np
+
     from meltloc.heads.regression.net import normalise_local
 
     relative = normalise_local(pixels, int(round(window_mm * px_per_mm))).numpy().mean(axis=1)
@@ -78,6 +84,8 @@ def detect_profile(z: np.ndarray, k: float, score_threshold: float = 0.0) -> lis
         k: the contrast peak that scores 0.5.
         score_threshold: keep candidates scoring at least this.
     """
+    import numpy as np
+
     above = np.concatenate([[False], z > k / 2, [False]])
     edges = np.flatnonzero(np.diff(above.astype(np.int8)))
     out = []
@@ -126,17 +134,14 @@ class ThresholdHead(Head):
 
 
 def _predict(samples, cfg: ThresholdConfig, profiles: dict, k: float) -> pd.DataFrame:
-    rows = []
-    for smp in samples:
-        for name, score, a, b in detect_profile(profiles[smp.image], k, 0.5):
-            r0, r1 = smp.to_image_rows([a, b])
-            d0, d1 = smp.scale.row_to_depth([r0, r1])
-            rows.append({"image": smp.image, "type": name, "score": score, "row_from": r0, "row_to": r1,
-                         "depth_from_m": d0, "depth_to_m": d1})
-    return pd.DataFrame(rows, columns=["image", "type", "score", "row_from", "row_to", "depth_from_m", "depth_to_m"])
+    from meltloc.heads.training import detections_table
+
+    return detections_table(samples, lambda smp: detect_profile(profiles[smp.image], k, 0.5))
 
 
 def _f1(samples, truth: pd.DataFrame, cfg: ThresholdConfig, profiles: dict, k: float) -> float:
+    import numpy as np
+
     from meltloc.metrics import evaluate_intervals
 
     pred = _predict(samples, cfg, profiles, k)
@@ -151,6 +156,8 @@ def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> 
     Raises:
         DatasetError: no training strips or no melt layer in them.
     """
+    import pandas as pd
+
     from meltloc.checkpoint import save_checkpoint
     from meltloc.heads.training import write_run_record
     from meltloc.strip_dataset import apply_working_scale, load_strips, read_strip_table

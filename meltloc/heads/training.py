@@ -104,7 +104,8 @@ def choose_threshold(detections_at: Callable[[float], pd.DataFrame], truth: pd.D
     """
     from meltloc.metrics import evaluate_intervals
 
-    best_thr, best = PREFERRED_THRESHOLD, {"f1": -1.0}
+    grid = [float(t) for t in grid]
+    best_thr, best = min(grid, key=lambda t: abs(t - PREFERRED_THRESHOLD)), {"f1": -1.0}
     for thr in grid:
         overall = evaluate_intervals(detections_at(float(thr)), truth).overall
         f1 = float(overall["f1"]) if np.isfinite(overall["f1"]) else -1.0

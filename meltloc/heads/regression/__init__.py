@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from meltloc.errors import CheckpointError, MeltlocError
 from meltloc.heads.base import Head, register, section_strip, strip_detections
-from meltloc.heads.training import run_folder
 
 
 @register("regression")
@@ -49,6 +48,7 @@ class RegressionHead(Head):
         """Train with the default settings (:class:`~meltloc.heads.regression.train.TrainSettings`), overridden by
         ``options`` (its field names)."""
         from meltloc.heads.regression.train import TrainSettings, train
+        from meltloc.heads.training import run_folder
 
         settings = TrainSettings(seed=seed, device=device)
         for name, value in options.items():
