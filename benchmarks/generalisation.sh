@@ -51,6 +51,10 @@ $M train --head yolo --data conv24 --out "$OUT/yolo24.pt" --runs "$OUT/yolo24.ru
 $M train --head threshold --data conv24 --out "$OUT/thr24.pt"
 $M train --head regression --data conv_big --out "$OUT/reg_big.pt"   # -> weights/regression.pt
 $M train --head regression --data conv_big2 --out "$OUT/reg_big2.pt"
+# the four-times-wider network of the README (not a CLI option: the architecture is set from Python)
+python -c "import sys; sys.path.insert(0, '$REPO'); from meltloc.heads.regression.net import RegressionConfig as C; \
+from meltloc.heads.regression.train import TrainSettings as S, train; \
+train('conv24', '$OUT/reg24_wide.pt', S(), config=C(channels=(48, 64, 96, 128)))"
 
 # --- every head on every test set, against the drawn truth: each test set converted with every section in
 # its test split, then one `meltloc compare` per test set (each section decoded once, given to every head)
@@ -61,6 +65,6 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
   $M convert --images "$test/images" --sections "$test/sections.tab" --labels "$test/features.csv" \
       --out "conv_$test" --splits "splits_$test.csv" --quiet
   $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp_$test" \
-      --weights "$OUT/reg_big.pt" "$OUT/reg24.pt" "$OUT/reg_big2.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" \
+      --weights "$OUT/reg_big.pt" "$OUT/reg24.pt" "$OUT/reg_big2.pt" "$OUT/reg24_wide.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" \
       "$REPO/weights/regression_classic.pt" --quiet
 done
