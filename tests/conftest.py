@@ -35,12 +35,12 @@ def tiny_trained(tiny_core, tmp_path_factory):
     """The tiny core converted (strips at 4 px/mm) and a regression checkpoint trained for a few steps."""
     work = tmp_path_factory.mktemp("regression")
     conv = work / "conv"
-    result = run_cli("convert", "--images", tiny_core / "images", "--sections", tiny_core / "sections.tab",
-                     "--labels", tiny_core / "features.csv", "--out", conv, "--px-per-mm", 4, "--quiet")
+    result = invoke_cli("convert", "--images", tiny_core / "images", "--sections", tiny_core / "sections.tab",
+                        "--labels", tiny_core / "features.csv", "--out", conv, "--px-per-mm", 4, "--quiet")
     assert result.returncode == 0, result.stderr
     weights = work / "w.pt"
-    result = run_cli("train", "--head", "regression", "--data", conv, "--out", weights, "--epochs", 2,
-                     "--steps-per-epoch", 2, "--batch", 2, "--seed", 1)
+    result = invoke_cli("train", "--head", "regression", "--data", conv, "--out", weights, "--epochs", 2,
+                        "--steps-per-epoch", 2, "--batch", 2, "--seed", 1)
     assert result.returncode == 0, result.stderr
     return conv, weights
 

@@ -125,7 +125,7 @@ def test_training_writes_a_self_contained_checkpoint(tiny_weights):
 def test_detect_and_slice_accuracy_through_the_common_path(tiny_weights, tiny_conv, tiny_core, tmp_path):
     out = tmp_path / "det.csv"
     result = run("detect", tiny_core / "images" / "230.png", "--sections", tiny_core / "sections.tab",
-                 "--weights", tiny_weights, "--out", out, "--quiet")
+                 "--weights", tiny_weights, "--out", out, "--quiet", "--workers", 1)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert list(table.columns)[:len(COLUMNS)] == COLUMNS  # columns may follow (path, section, exposure)

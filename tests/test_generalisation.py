@@ -80,9 +80,11 @@ def test_threshold_contrast_measures_bands_against_the_ice_around_them():
 
 
 def test_threshold_head_trains_detects_and_is_compared(tiny_trained, tiny_core, tmp_path):
+    from conftest import invoke_cli as run_here
+
     conv, regression = tiny_trained
     weights = tmp_path / "thr.pt"
-    result = run("train", "--head", "threshold", "--data", conv, "--out", weights)
+    result = run_here("train", "--head", "threshold", "--data", conv, "--out", weights)
     assert result.returncode == 0, result.stderr
     assert "train F1" in result.stderr
     ck = load_checkpoint(weights)
@@ -90,17 +92,17 @@ def test_threshold_head_trains_detects_and_is_compared(tiny_trained, tiny_core, 
     detector = load_detector(weights)
     assert detector.head == "threshold"
     out = tmp_path / "det.csv"
-    result = run("detect", tiny_core / "images", "--sections", tiny_core / "sections.tab", "--weights", weights,
-                 "--out", out, "--quiet")
+    result = run_here("detect", tiny_core / "images", "--sections", tiny_core / "sections.tab", "--weights", weights,
+                 "--out", out, "--quiet", "--workers", 1)
     assert result.returncode == 0, result.stderr
-    scored = run("evaluate", "--pred", out, "--truth", tiny_core / "truth.csv", "--json", tmp_path / "m.json")
+    scored = run_here("evaluate", "--pred", out, "--truth", tiny_core / "truth.csv", "--json", tmp_path / "m.json")
     assert scored.returncode == 0, scored.stderr
     import json
 
     figures = json.loads((tmp_path / "m.json").read_text())["overall"]
     assert figures["f1"] >= 0.5  # the classic tiny core's layers are near-black: a threshold finds most
     report = tmp_path / "report"
-    result = run("compare", "--data", conv, "--images", tiny_core / "images", "--truth", tiny_core / "truth.csv",
+    result = run_here("compare", "--data", conv, "--images", tiny_core / "images", "--truth", tiny_core / "truth.csv",
                  "--weights", regression, weights, "--out", report, "--quiet")
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(report / "compare.csv")

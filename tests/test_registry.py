@@ -148,3 +148,29 @@ def test_the_cli_lists_heads_without_loading_numerical_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_head_configs_read_back_what_checkpoints_store():
+    """Checkpoints keep tuples as lists and may hold keys of another version: from_dict gives the config back."""
+    from dataclasses import dataclass
+
+    from meltloc.heads.base import PlainConfig
+    from meltloc.heads.classifiers.config import default_config
+    from meltloc.heads.regression.net import RegressionConfig
+    from meltloc.heads.threshold import ThresholdConfig
+    from meltloc.heads.yolo.config import YoloConfig
+
+    for config in (RegressionConfig(), YoloConfig(), default_config("enhanced-cnn"), ThresholdConfig()):
+        stored = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+        assert type(config).from_dict({**stored, "from_a_later_version": 1}) == config
+
+    @dataclass
+    class Maybe(PlainConfig):
+        sizes: tuple[int, ...] | None = None
+        names: list | None = None
+
+    assert Maybe.from_dict({"sizes": [1, 2], "names": ["a"]}) == Maybe((1, 2), ["a"])
+    # a checkpoint of the first round has no 'normalisation': it divided by the strip's median
+    old = RegressionConfig().to_dict()
+    del old["normalisation"]
+    assert RegressionConfig.from_dict(old).normalisation == "median"

@@ -47,16 +47,24 @@ class PlainConfig:
 
     @classmethod
     def from_dict(cls, d: dict):
+        import types
         import typing
 
-        hints = typing.get_type_hints(cls)
-        kept = {}
-        for k, v in dict(d).items():
-            if k in {f.name for f in fields(cls)}:
-                hint = hints.get(k)
-                options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
-                is_tuple = any(typing.get_origin(o) is tuple or o is tuple for o in options)
-                kept[k] = tuple(v) if is_tuple and isinstance(v, list) else v
+        try:
+            hints = typing.get_type_hints(cls)
+        except NameError:  # an annotation naming something imported for type checking only: read the text
+            hints = {f.name: f.type for f in fields(cls)}
+
+        def is_tuple(hint) -> bool:
+            if isinstance(hint, str):
+                return hint.startswith(("tuple", "Tuple")) or "| tuple" in hint or "Optional[tuple" in hint
+            if typing.get_origin(hint) in (typing.Union, types.UnionType):
+                return any(is_tuple(h) for h in typing.get_args(hint))
+            return typing.get_origin(hint) is tuple or hint is tuple
+
+        names = {f.name for f in fields(cls)}
+        kept = {k: (tuple(v) if isinstance(v, list) and is_tuple(hints.get(k)) else v)
+                for k, v in dict(d).items() if k in names}
         return cls(**kept)
 
 
