@@ -69,17 +69,15 @@ def clean_detections(section: Section, detections: list[Detection],
             if d.type != MELT_LENS or not any(d.row_from < b and a < d.row_to for a, b in layers)]
 
 
-def to_depths(section: Section, detections: list) -> list[dict]:
+def to_depths(section: Section, detections: list[Detection]) -> list[dict]:
     """Detection rows as CONTRACT.md has them, after :func:`clean_detections` (depths empty without a manifest entry)."""
-    import numpy as np
-
     rows = []
     for d in clean_detections(section, detections):
         if section.scale is not None:
             d0, d1 = (float(v) for v in section.scale.row_to_depth([d.row_from, d.row_to]))
             thickness = (d1 - d0) * 1000
         else:
-            d0 = d1 = thickness = np.nan
+            d0 = d1 = thickness = float("nan")
         rows.append({"image": section.name, "depth_from_m": d0, "depth_to_m": d1, "thickness_mm": thickness,
                      "type": d.type, "score": d.score, "row_from": d.row_from, "row_to": d.row_to})
     rows.sort(key=lambda r: r["row_from"])
