@@ -162,16 +162,15 @@ def detect_images(inputs: Sequence[str | Path], out: str | Path, weights: str | 
     Returns:
         A :class:`meltloc.detect.DetectSummary` (its ``table`` holds the rows written).
     """
-    from meltloc.atomic import check_output
+    from meltloc.detect import check_outputs
     from meltloc.detect import detect_images as run
-    from meltloc.detect import status_path
     from meltloc.manifest import read_manifest
 
     options.setdefault("workers", 1)
     options.setdefault("overwrite", False)  # as the CLI: an existing output is replaced only when asked
     given = (*inputs, sections, weights)
-    check_output(out, inputs=given, overwrite=options["overwrite"], resume=options.get("resume", False))
-    check_output(status_path(Path(out)), inputs=given, overwrite=True, option="out (its status file)")
+    check_outputs(Path(out), inputs=given, overwrite=options["overwrite"], resume=options.get("resume", False),
+                  option="out")
     localizer = load_detector(weights, device)
     manifest = read_manifest(sections) if sections is not None else None
     return run([Path(p) for p in inputs], localizer.detector, Path(out), manifest, weights=localizer.weights,

@@ -230,7 +230,7 @@ def detect(
     With no arguments it runs on the shipped sample (datasets/sample) with the
     shipped regression weights.
     """
-    from meltloc.detect import check_output_suffix, detect_images, status_path
+    from meltloc.detect import check_outputs, detect_images
     from meltloc.heads import load_detector
     from meltloc.device import resolve_device
     from meltloc.manifest import read_manifest
@@ -244,9 +244,7 @@ def detect(
                  "value (write --resume, not --resume true)")
     weights = weights or DEFAULT_WEIGHTS
     given = (*inputs, sections, weights)
-    check_output(out, inputs=given, overwrite=overwrite, resume=resume)
-    check_output_suffix(out)
-    check_output(status_path(out), inputs=given, overwrite=True, option="--out (its status file)")
+    check_outputs(out, inputs=given, overwrite=overwrite, resume=resume)
     device = resolve_device(device)
     import contextlib
 

@@ -90,6 +90,19 @@ def check_output_suffix(out: Path) -> None:
                           "choose --out NAME.csv or NAME.xlsx", out)
 
 
+def check_outputs(out: Path, inputs, overwrite: bool = False, resume: bool = False, option: str = "--out") -> None:
+    """Before any work: ``out`` and its status file are writable, no input, and ``out`` replaces nothing unasked.
+
+    Raises:
+        OutputError: see :func:`meltloc.atomic.check_output` and :func:`check_output_suffix`.
+    """
+    from meltloc.atomic import check_output
+
+    check_output(out, inputs=inputs, overwrite=overwrite, resume=resume, option=option)
+    check_output_suffix(out)
+    check_output(status_path(Path(out)), inputs=inputs, overwrite=True, option=f"{option} (its status file)")
+
+
 @dataclass
 class Item:
     """One input image and what the run does with it."""
