@@ -88,6 +88,21 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(x, kernel, mode="same")
 
 
+def _integer_percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile(values, q)`` (linear interpolation) for each q, from one histogram of integer pixels: the
+    same figures, several times faster than sorting a whole image."""
+    cumulative = np.bincount(values.ravel(), minlength=2).cumsum()
+    n = int(cumulative[-1])
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        below = int(np.floor(pos))
+        lo = int(np.searchsorted(cumulative, below, side="right"))
+        hi = int(np.searchsorted(cumulative, min(below + 1, n - 1), side="right"))
+        out.append(lo + (hi - lo) * (pos - below))
+    return out
+
+
 def find_core(image: np.ndarray) -> CoreBounds:
     """Find the core's ends and sides in a section image.
 
@@ -111,13 +126,12 @@ def find_core(image: np.ndarray) -> CoreBounds:
         raise GeometryError(f"image of shape {image.shape} is too small to hold a core")
     height, width = image.shape
     small = cv2.resize(image, (max(width // _COARSE, 2), max(height // _COARSE, 2)), interpolation=cv2.INTER_AREA)
-    small = small.astype(np.float32)
     # 16-bit files may hold 8- to 16-bit data: bring every kind to 0-255 (same levels as the 8-bit original).
     divisor = to_8bit_scale(image)
+    background, ice = (v / divisor for v in _integer_percentiles(small, (1, 80)))
+    small = small.astype(np.float32)
     if divisor != 1.0:
         small /= divisor
-    background = float(np.percentile(small, 1))
-    ice = float(np.percentile(small, 80))
     if ice - background < 4.0:
         raise GeometryError("no core found: the image is (nearly) uniformly dark")
     threshold = background + max(3.0, 0.25 * (ice - background))

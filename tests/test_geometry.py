@@ -71,3 +71,16 @@ def test_find_core_is_unchanged_by_exposure():
     assert dark.bottom_row == pytest.approx(1100, abs=0.6)
     assert bright.top_row == pytest.approx(dark.top_row, abs=0.3)
     assert bright.bottom_row == pytest.approx(dark.bottom_row, abs=0.3)
+
+
+def test_core_finding_percentiles_are_numpys_from_a_histogram():
+    from meltloc.geometry import _integer_percentiles
+
+    rng = np.random.default_rng(1)
+    for dtype, top in ((np.uint8, 256), (np.uint16, 1024), (np.uint16, 65536)):
+        for n in (1, 2, 7, 1000, 100_000):
+            values = rng.integers(0, top, n).astype(dtype)
+            values[: n // 3] = values[0]  # ties
+            qs = (0, 1, 50, 80, 100)
+            assert _integer_percentiles(values, qs) == pytest.approx(
+                [np.percentile(values.astype(np.float64), q) for q in qs], abs=1e-9)
