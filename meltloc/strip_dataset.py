@@ -168,8 +168,50 @@ def _photometric(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generat
     return crop
 
 
+def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.ndarray, rng: np.random.Generator,
+                   rows_per_mm: float, layer_class: int, inside: tuple[float, float]):
+    """Draw one or two extra melt layers into a float crop (rows x width) where it holds none, and label them.
+
+    A melt layer is bubble-free ice: a band across the whole core that darkens
+    the ice under it by a fraction (faint 0.15-0.45 half of the time, up to
+    black), 0.5-15 mm thick (faint ones at least 1 mm), its boundaries sharp or
+    ramped over up to 2 mm, tilted by up to +/- 2.5 mm from the axis to a side
+    and slightly wavy. Its interval is its mean over the width, as truth and
+    logs give it. ``inside`` is the span of crop rows that is core (not past a
+    cut end); layers keep 2 mm from it and from every interval and ignore region.
+    """
+    h, w = crop.shape
+    mm = rows_per_mm
+    col = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / max((w - 1) / 2, 1)
+    y = np.arange(h, dtype=np.float32)[:, None] + 0.5
+    taken = [tuple(v) for v in np.concatenate([iv.reshape(-1, 2), ign.reshape(-1, 2)])]
+    for _ in range(int(rng.integers(1, 3))):
+        faint = rng.random() < 0.5
+        darkness = rng.uniform(0.15, 0.45) if faint else rng.uniform(0.45, 1.0)
+        thick = float(np.clip(np.exp(rng.normal(np.log(2.3), 0.8)), 1.0 if faint else 0.5, 15.0)) * mm
+        edge = (rng.uniform(0.2, 2.0) if rng.random() < 0.5 else rng.uniform(0.03, 0.15)) * mm
+        half_tilt = rng.uniform(-2.5, 2.5) * mm
+        lo, hi = inside[0] + 2 * mm + abs(half_tilt), inside[1] - 2 * mm - abs(half_tilt) - thick
+        if hi <= lo:
+            return crop, iv, cls
+        top0 = rng.uniform(lo, hi)
+        if any(top0 - 2 * mm < b and top0 + thick + 2 * mm > a for a, b in taken):
+            continue
+        wave = np.interp(col, np.linspace(-1, 1, 5), rng.normal(0, 0.3 * mm, 5)).astype(np.float32)
+        top = top0 + half_tilt * col + wave
+        bottom = top + thick
+        e = max(edge, 1.0)
+        cover = np.clip((np.minimum(y + e / 2, bottom[None, :]) - np.maximum(y - e / 2, top[None, :])) / e, 0, 1)
+        crop = crop * (1 - darkness * cover)
+        iv = np.concatenate([iv.reshape(-1, 2), [[float(top.mean()), float(bottom.mean())]]])
+        cls = np.concatenate([cls, [layer_class]])
+        taken.append((float(top.min()), float(bottom.max())))
+    return crop, iv, cls
+
+
 def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus: float = 0.6,
-                augment: bool = True, rows_per_mm: float = 10.0) -> Crop:
+                augment: bool = True, rows_per_mm: float = 10.0, layer_class: int | None = None,
+                insert: float = 0.5) -> Crop:
     """A crop of ``rows`` strip rows, often centred near a true interval or a core end, augmented.
 
     Augmentation (when ``augment``), so that a head learns layers rather than
@@ -180,7 +222,10 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     blur along depth (diffuse edges), haze and black level (an offset that
     makes every band fainter), gain, gamma, vignetting, column fixed-pattern
     gain, row flicker, isotropic blur and noise. Every transform keeps the
-    intervals true.
+    intervals true. With ``layer_class`` (the melt layer's class index), a
+    share ``insert`` of the crops also get one or two melt layers drawn where
+    they hold none (:func:`_insert_layers`): faint, thick, diffuse and tilted
+    layers are rare in any labelled set.
     """
     pix = sample.pixels
     iv, cls, ign = sample.intervals.copy(), sample.classes.copy(), sample.ignore.copy()
@@ -210,12 +255,17 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     ign = np.concatenate([ign, iv[cut]]) if cut.any() else ign
     iv, cls = iv[keep & ~cut], cls[keep & ~cut]
     crop = crop.astype(np.float32)
+    n_true = len(iv)
+    if augment and layer_class is not None and rng.random() < insert:
+        inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
+        crop, iv, cls = _insert_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside)
     if augment:
         if rng.random() < 0.5:
             crop = crop[::-1]
             iv, ign = rows - iv[:, ::-1], rows - ign[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        crop = _photometric(np.ascontiguousarray(crop), iv, rng, rows_per_mm=rows_per_mm)
+        # Fading makes drawn layers no fainter: they already span faint to black.
+        crop = _photometric(np.ascontiguousarray(crop), iv[:n_true], rng, rows_per_mm=rows_per_mm)
     crop = np.clip(crop, 0, 255).astype(np.uint8)
     return Crop(crop, iv.reshape(-1, 2).astype(np.float32), cls, ign.reshape(-1, 2).astype(np.float32))

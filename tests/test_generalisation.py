@@ -148,6 +148,51 @@ def test_augmented_crops_keep_their_layers_where_the_labels_say():
     assert seen >= 20
 
 
+def test_drawn_layers_are_dark_bands_where_their_labels_say_and_nowhere_taken():
+    # A plain bubbly strip with one true layer and one ignore region: every drawn layer is a new label, darker
+    # than the ice around it, inside the core, clear of the true layer and the ignore region.
+    strip = _banded_strip(bands=((900, 960, 0.9),))
+    sample = StripSample(image="s.png", split="train", pixels=strip, intervals=np.array([[900.0, 960.0]]),
+                         classes=np.array([1]), ignore=np.array([[1500.0, 1550.0]]), row0=0.0,
+                         image_rows_per_row=1.0, scale=DepthScale(100.0, 100.3, 0.0, 3000.0))
+    rng = np.random.default_rng(2)
+    drawn = darkest = 0
+    for _ in range(40):
+        crop = random_crop(sample, rng, rows=1024, focus=0.0, augment=True, rows_per_mm=10.0, layer_class=0,
+                           insert=1.0)
+        profile = crop.pixels.astype(np.float32).mean(axis=1)
+        for (a, b), k in zip(crop.intervals, crop.classes):
+            if k != 0:
+                continue
+            drawn += 1
+            assert 0 <= a < b <= 1024 and b - a >= 5 - 1e-3          # inside the crop, at least 0.5 mm thick
+            assert crop.ignore.size == 0 or not ((crop.ignore[:, 0] < b) & (crop.ignore[:, 1] > a)).any()
+            inside = profile[int(np.ceil(a)):int(np.floor(b)) + 1].mean()
+            sides = [profile[max(0, int(a) - 80):max(0, int(a) - 40)], profile[int(b) + 40:int(b) + 80]]
+            around = max(np.median(side) for side in sides if side.size)  # the ice side (the other may be a layer)
+            assert inside < around
+            darkest = max(darkest, 1 - inside / around)
+    assert drawn >= 40 and darkest > 0.5
+    # without a layer class (or without augmentation) nothing is drawn
+    crop = random_crop(sample, np.random.default_rng(2), rows=1024, focus=0.0, rows_per_mm=10.0)
+    assert set(crop.classes.tolist()) <= {1}
+
+
+def test_steered_pooling_adds_up_a_tilted_band_that_a_plain_mean_smears():
+    from meltloc.heads.regression.net import RegressionNet
+
+    net = RegressionNet(RegressionConfig())
+    # features of 4 column groups along 200 positions: a 2-position band, 3 positions lower in each next group
+    f = torch.zeros(1, 1, 200, 4)
+    for g in range(4):
+        f[0, 0, 100 + 3 * g:102 + 3 * g, g] = 1.0
+    assert f.mean(dim=3).max().item() == pytest.approx(0.25)
+    assert net._steered(f).max().item() == pytest.approx(1.0)     # a tilt of ~2.4 mm across lines it up
+    # checkpoints from before it keep the plain mean and maximum they were trained with
+    old = RegressionConfig.from_dict({k: v for k, v in RegressionConfig().to_dict().items() if k != "pooling"})
+    assert old.pooling == "mean_max" and RegressionConfig().pooling == "steered"
+
+
 # ---------------------------------------------------------------- recall by darkness
 
 

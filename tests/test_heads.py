@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "sample"
 SHIPPED_WEIGHTS = REPO / "weights" / "regression.pt"
 
-MIN_F1 = 0.9
+MIN_F1 = 0.95
 """Melt-layer F1 at IoU 0.5 the shipped weights must reach on the shipped sample."""
 MAX_BOUNDARY_MM = 0.3
 """Boundary error (mm) the shipped weights must stay within on the sample's matched layers."""
@@ -84,14 +84,13 @@ def _shortfalls(pred: pd.DataFrame, boundary: str = "mean") -> list[str]:
 
 
 def test_shipped_weights_find_the_sample_layers_with_tight_boundaries(shipped_detections):
-    # Measured: 9 of 11 layers, no false one (F1 0.900); mean boundary error 0.18 mm.
+    # Measured: 10 of 11 layers, no false one (F1 0.952); mean boundary error 0.16 mm.
     assert _shortfalls(shipped_detections, "mean") == []
     assert set(shipped_detections["image"]) == {"227.png", "230.png", "233.png"}
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights miss this bar: 5 of 18 matched boundaries are 0.33-0.38 "
-                                       "mm off (the 0.8-1.7 mm layers of 230.png and 233.png; the sample has 0.25 "
-                                       "mm per pixel); remove this mark once weights reach it")
+@pytest.mark.xfail(strict=True, reason="the shipped weights miss this bar: 1 of 20 matched boundaries is 0.35 mm "
+                                       "off (the sample has 0.25 mm per pixel); remove this mark once weights reach it")
 def test_every_matched_boundary_of_the_shipped_weights_is_within_0_3_mm(shipped_detections):
     assert _shortfalls(shipped_detections, "max") == []
 

@@ -13,9 +13,13 @@ FCOS/ActionFormer in one dimension:
   faint layer is as dark, relative to the ice around it, wherever it lies.
   (Checkpoints of the first round divide by the strip's median instead.)
 * **2-D stem** (3 convolutions): squeezes the width 64 -> 16 -> 8 -> 4 and
-  halves the depth once, then pools across the width (mean and max, so a lens
-  covering part of the width still shows) into a sequence along depth at
-  stride 2 (0.2 mm).
+  halves the depth once, then pools across the width into a sequence along
+  depth at stride 2 (0.2 mm): the mean, the maximum (so a lens covering part
+  of the width still shows) and a *tilt-steered* mean (for each tilt of
+  -6..6 mm across the strip, the four column groups shifted back along it and
+  averaged; the best tilt per channel), so that a thin tilted layer, which a
+  plain mean smears over several millimetres, adds up. (Checkpoints from
+  before it pool with the mean and the maximum only.)
 * **1-D encoder-decoder**: residual dilated convolutions at strides 2, 4, 8
   and 16 and back up to stride 2 with skip connections. The receptive field is
   about +/- 60 mm of core: enough to see a 15 mm layer with the ice on both
@@ -68,10 +72,13 @@ class RegressionConfig(PlainConfig):
     nms_iou: float = 0.3
     normalisation: str = "local"
     norm_window_mm: float = 41.0
+    pooling: str = "steered"
+    steer_mm: tuple[float, ...] = tuple(float(t) for t in range(-6, 7))
 
     @classmethod
     def from_dict(cls, d: dict) -> "RegressionConfig":
-        return super().from_dict({"normalisation": "median", **dict(d)})  # before local normalisation: median
+        # Checkpoints from before local normalisation divide by the median; before steered pooling, mean and max.
+        return super().from_dict({"normalisation": "median", "pooling": "mean_max", **dict(d)})
 
 
 def normalise_strip(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -148,7 +155,8 @@ class RegressionNet(nn.Module):
             _Conv2d(c0 // 2, c0, 3, (2, 2), 1),
             _Conv2d(c0, c0, 3, (1, 2), 1),
         )
-        self.squeeze = nn.Sequential(nn.Conv1d(2 * c0, c0, 1, bias=False), nn.BatchNorm1d(c0), nn.ReLU(inplace=True))
+        pooled = 3 * c0 if cfg.pooling == "steered" else 2 * c0
+        self.squeeze = nn.Sequential(nn.Conv1d(pooled, c0, 1, bias=False), nn.BatchNorm1d(c0), nn.ReLU(inplace=True))
         self.enc0 = _Res1d(c0, 1)
         self.enc1 = _Down1d(c0, c1, (1, 2))
         self.enc2 = _Down1d(c1, c2, (2, 4))
@@ -168,7 +176,10 @@ class RegressionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: x (B, 1, H, W), H a multiple of 32. Returns logits (B, C, H/2), distances (B, 2, H/2)."""
         f = self.stem(x)                                       # (B, c0, H/2, W/16)
-        f = torch.cat([f.mean(dim=3), f.amax(dim=3)], dim=1)   # (B, 2 c0, H/2)
+        if self.cfg.pooling == "steered":
+            f = torch.cat([f.mean(dim=3), f.amax(dim=3), self._steered(f)], dim=1)   # (B, 3 c0, H/2)
+        else:
+            f = torch.cat([f.mean(dim=3), f.amax(dim=3)], dim=1)   # (B, 2 c0, H/2)
         e0 = self.enc0(self.squeeze(f))                        # stride 2
         e1 = self.enc1(e0)                                     # stride 4
         e2 = self.enc2(e1)                                     # stride 8
@@ -179,6 +190,23 @@ class RegressionNet(nn.Module):
         logits = self.cls_head(d0)
         distances = F.softplus(self.reg_head(d0)) * self.cfg.distance_scale
         return logits, distances
+
+    def _steered(self, f: torch.Tensor) -> torch.Tensor:
+        """Tilt-steered pooling across the width: for each tilt in ``steer_mm`` (the shift of a boundary from one
+        side of the strip to the other), the mean over the column groups of the features shifted back along that
+        tilt; the largest of those means per channel. A thin tilted band, smeared by a plain mean across the width,
+        adds up where the tilt matches."""
+        b, c, n, g = f.shape
+        x = (torch.arange(g, dtype=torch.float32) + 0.5) / g - 0.5                    # group centres, -0.5..0.5
+        rows_per_mm = self.cfg.px_per_mm / self.cfg.stride
+        shifts = [[int(round(t * float(xg) * rows_per_mm)) for xg in x] for t in self.cfg.steer_mm]
+        pad = max(1, max(abs(v) for row in shifts for v in row))
+        padded = F.pad(f.permute(0, 1, 3, 2).reshape(b, c * g, n), (pad, pad), mode="replicate").reshape(b, c, g, -1)
+        best = None
+        for row in shifts:
+            mean = sum(padded[:, :, j, pad + s:pad + s + n] for j, s in enumerate(row)) / g
+            best = mean if best is None else torch.maximum(best, mean)
+        return best
 
     def centers(self, n: int, device=None) -> torch.Tensor:
         """Strip-row centres of the n output positions."""
@@ -359,11 +387,10 @@ def decode_strip(probs: torch.Tensor, boxes: torch.Tensor, classes: tuple[str, .
             continue
         keep = nms_1d(cb, cp, nms_iou)
         ious = iou_1d(cb[keep], cb)                                  # (K, M)
-        for j, i in enumerate(keep.tolist()):
-            agree = (ious[j] > 0.5) & (cp >= 0.5 * cp[i])
-            w = cp[agree] ** 2
-            start = float((cb[agree, 0] * w).sum() / w.sum())
-            end = float((cb[agree, 1] * w).sum() / w.sum())
+        agree = (ious > 0.5) & (cp[None, :] >= 0.5 * cp[keep][:, None])
+        w = agree * cp[None, :] ** 2                                 # each kept interval's voters, by score^2
+        bounds = (w @ cb) / w.sum(dim=1, keepdim=True)               # (K, 2): start and end
+        for i, (start, end) in zip(keep.tolist(), bounds.tolist()):
             out.append((name, float(cp[i]), start, end))
     out.sort(key=lambda r: -r[1])
     return out

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from meltloc import MELT_LAYER
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.errors import DatasetError
 from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count_parameters, decode_strip,
@@ -42,10 +43,12 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
+    insert_layers: float = 0.5
 
 
 def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
-    crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows, rows_per_mm=model.cfg.px_per_mm)
+    crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows, rows_per_mm=model.cfg.px_per_mm,
+                         layer_class=model.cfg.classes.index(MELT_LAYER), insert=s.insert_layers)
              for _ in range(s.batch)]
     x = torch.stack([normalise_for(model.cfg, c.pixels) for c in crops])[:, None]
     n = s.crop_rows // model.cfg.stride
