@@ -35,8 +35,9 @@ def clean_detections(section: Section, detections: list[Detection],
     Each detection is clipped to the core's ends; what is then thinner than
     ``min_thickness_mm`` is dropped (a sliver at a cut end is not a layer);
     a detection lying mostly (> 50 %) inside a higher-scored one of its type
-    is dropped, and so is a lens overlapping a kept melt layer (one band is
-    reported once, as the layer). Order is kept.
+    is dropped, and where a lens and a melt layer overlap only the higher-scored
+    of the two is kept (one band is reported once, as what the head thinks it
+    most likely is). Order is kept.
     """
     from meltloc import MELT_LAYER, MELT_LENS
     from meltloc.strips import nominal_px_per_mm
@@ -63,10 +64,19 @@ def clean_detections(section: Section, detections: list[Detection],
             if overlap > 0.5 * (d.row_to - d.row_from):
                 inside.add(i)
                 break
-    kept = [d for i, d in enumerate(kept) if i not in inside]
-    layers = [(d.row_from, d.row_to) for d in kept if d.type == MELT_LAYER]
-    return [d for d in kept
-            if d.type != MELT_LENS or not any(d.row_from < b and a < d.row_to for a, b in layers)]
+    # A lens and a layer over the same rows: the higher-scored wins (ties: the layer).
+    pair = {MELT_LAYER: MELT_LENS, MELT_LENS: MELT_LAYER}
+    ranked = [i for i in sorted(range(len(kept)), key=lambda i: (-kept[i].score, kept[i].type != MELT_LAYER))
+              if i not in inside]
+    winners: list[Detection] = []
+    for i in ranked:
+        d = kept[i]
+        if d.type in pair and any(e.type == pair[d.type] and d.row_from < e.row_to and e.row_from < d.row_to
+                                  for e in winners):
+            inside.add(i)
+            continue
+        winners.append(d)
+    return [d for i, d in enumerate(kept) if i not in inside]
 
 
 def to_depths(section: Section, detections: list[Detection]) -> list[dict]:

@@ -53,6 +53,11 @@ def test_outputs_hold_no_sliver_nothing_outside_the_core_and_one_row_per_band():
     kept = clean_detections(section, found)
     assert [(d.type, d.row_from, d.row_to) for d in kept] == [
         ("melt_layer", 500.0, 540.0), ("melt_layer", 2095.0, 2100.0), ("melt_lens", 900.0, 920.0)]
+    # where the head is surer of the lens, the band is reported once, as the lens
+    found = [Detection("melt_layer", 0.55, 500.0, 540.0), Detection("melt_lens", 0.8, 505.0, 530.0),
+             Detection("melt_layer", 0.7, 600.0, 640.0), Detection("melt_lens", 0.7, 610.0, 630.0)]
+    assert [(d.type, d.row_from) for d in clean_detections(section, found)] == [
+        ("melt_lens", 505.0), ("melt_layer", 600.0)]                # a tie goes to the layer
 
 
 # ---------------------------------------------------------------- the threshold head
