@@ -66,6 +66,10 @@ python -c "import sys; sys.path.insert(0, '$REPO'); from meltloc.heads.regressio
 from meltloc.heads.regression.train import TrainSettings as S, train; \
 train('conv24', '$OUT/reg24_steer.pt', S(insert_layers=0.0), config=C(steer_mm=tuple(float(t) for t in range(-4, 5))))"
 
+# drawn-in lenses as well (an experiment; off by default)
+python -c "import sys; sys.path.insert(0, '$REPO'); from meltloc.heads.regression.train import TrainSettings as S, train; \
+train('conv24', '$OUT/reg24_lens.pt', S(insert_lens_share=0.3))"
+
 # --- every head on every test set, against the drawn truth: each test set converted with every section in
 # its test split, then one `meltloc compare` per test set (each section decoded once, given to every head)
 for test in hard_test wide_test classic_test; do
@@ -75,7 +79,7 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
   $M convert --images "$test/images" --sections "$test/sections.tab" --labels "$test/features.csv" \
       --out "conv_$test" --splits "splits_$test.csv" --quiet
   $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp_$test" \
-      --weights "$OUT/reg_big.pt" "$OUT/reg_big20.pt" "$OUT/reg24.pt" "$OUT/reg24_steer.pt" "$OUT/reg_big2.pt" \
+      --weights "$OUT/reg_big.pt" "$OUT/reg_big20.pt" "$OUT/reg24.pt" "$OUT/reg24_steer.pt" "$OUT/reg24_lens.pt" "$OUT/reg_big2.pt" \
       "$OUT/reg24_wide.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found

@@ -168,8 +168,24 @@ def _photometric(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generat
     return crop
 
 
+def _insert_lens(crop: np.ndarray, top0: float, rng: np.random.Generator, mm: float) -> tuple[np.ndarray, float]:
+    """Draw a melt lens (a dark lens shape over part of the width, 0.6-3 mm thick at its middle) from row ``top0``;
+    returns the crop and the lens's middle row."""
+    h, w = crop.shape
+    thick = rng.uniform(0.6, 3.0) * mm
+    width = rng.uniform(0.12, 0.5) * w
+    cc = rng.uniform(width / 2, w - width / 2)
+    x = np.arange(w, dtype=np.float32) + 0.5
+    half = 0.5 * thick * np.sqrt(np.clip(1 - ((x - cc) / (width / 2)) ** 2, 0, 1))
+    mid = top0 + thick / 2
+    y = np.arange(h, dtype=np.float32)[:, None] + 0.5
+    cover = np.clip(np.minimum(y + 0.5, (mid + half)[None, :]) - np.maximum(y - 0.5, (mid - half)[None, :]), 0, 1)
+    return crop * (1 - rng.uniform(0.5, 1.0) * cover), float(mid)
+
+
 def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.ndarray, rng: np.random.Generator,
-                   rows_per_mm: float, layer_class: int, inside: tuple[float, float]):
+                   rows_per_mm: float, layer_class: int, inside: tuple[float, float], lens_class: int | None = None,
+                   lens_share: float = 0.0):
     """Draw one or two extra melt layers into a float crop (rows x width) where it holds none, and label them.
 
     A melt layer is bubble-free ice: a band across the whole core that darkens
@@ -179,6 +195,9 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
     and slightly wavy. Its interval is its mean over the width, as truth and
     logs give it. ``inside`` is the span of crop rows that is core (not past a
     cut end); layers keep 2 mm from it and from every interval and ignore region.
+    With ``lens_class``, a share ``lens_share`` of the drawn features are melt
+    lenses instead (:func:`_insert_lens`), labelled as convert labels a logged
+    lens: its middle +/- 1 mm.
     """
     h, w = crop.shape
     mm = rows_per_mm
@@ -197,6 +216,14 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
         top0 = rng.uniform(lo, hi)
         if any(top0 - 2 * mm < b and top0 + thick + 2 * mm > a for a, b in taken):
             continue
+        if lens_class is not None and rng.random() < lens_share:
+            if top0 + 3 * mm > inside[1] - 2 * mm:  # a lens is up to 3 mm thick: keep it inside the core too
+                continue
+            crop, mid = _insert_lens(crop, top0, rng, mm)
+            iv = np.concatenate([iv.reshape(-1, 2), [[mid - 1.0 * mm, mid + 1.0 * mm]]])
+            cls = np.concatenate([cls, [lens_class]])
+            taken.append((top0, top0 + 3 * mm))
+            continue
         wave = np.interp(col, np.linspace(-1, 1, 5), rng.normal(0, 0.3 * mm, 5)).astype(np.float32)
         top = top0 + half_tilt * col + wave
         bottom = top + thick
@@ -211,7 +238,7 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
 
 def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus: float = 0.6,
                 augment: bool = True, rows_per_mm: float = 10.0, layer_class: int | None = None,
-                insert: float = 0.5) -> Crop:
+                insert: float = 0.5, lens_class: int | None = None, lens_share: float = 0.0) -> Crop:
     """A crop of ``rows`` strip rows, often centred near a true interval or a core end, augmented.
 
     Augmentation (when ``augment``), so that a head learns layers rather than
@@ -258,7 +285,8 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     n_true = len(iv)
     if augment and layer_class is not None and rng.random() < insert:
         inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
-        crop, iv, cls = _insert_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside)
+        crop, iv, cls = _insert_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside, lens_class,
+                                       lens_share)
     if augment:
         if rng.random() < 0.5:
             crop = crop[::-1]

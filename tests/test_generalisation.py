@@ -183,6 +183,32 @@ def test_drawn_layers_are_dark_bands_where_their_labels_say_and_nowhere_taken():
     assert set(crop.classes.tolist()) <= {1}
 
 
+def test_drawn_lenses_are_dark_over_part_of_the_width_and_labelled_as_a_logged_lens():
+    from meltloc.strip_dataset import _insert_lens
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):  # the shape: dark in its middle row over part of the width only, never beyond
+        crop, mid = _insert_lens(np.full((400, 64), 150.0, np.float32), 100.0, rng, mm=10.0)
+        middle = crop[int(mid)]
+        assert 0.12 * 64 - 2 <= (middle < 0.75 * 150).sum() <= 0.5 * 64 + 2
+        assert (crop[:100] == 150).all() and (crop[131:] == 150).all()   # at most 3 mm thick from its top
+    strip = _banded_strip(bands=())
+    sample = StripSample(image="s.png", split="train", pixels=strip, intervals=np.zeros((0, 2)),
+                         classes=np.zeros(0, np.int64), ignore=np.zeros((0, 2)), row0=0.0, image_rows_per_row=1.0,
+                         scale=DepthScale(100.0, 100.3, 0.0, 3000.0))
+    lenses = 0
+    for _ in range(20):  # in training crops: labelled as convert labels a logged lens, its middle +/- 1 mm
+        crop = random_crop(sample, rng, rows=1024, focus=0.0, rows_per_mm=10.0, layer_class=0, insert=1.0,
+                           lens_class=1, lens_share=1.0)
+        assert set(crop.classes.tolist()) <= {1}
+        lenses += len(crop.classes)
+        assert np.allclose(crop.intervals[:, 1] - crop.intervals[:, 0], 20.0, atol=1e-3)
+    assert lenses >= 20
+    # by default no lens is drawn
+    crop = random_crop(sample, rng, rows=1024, focus=0.0, rows_per_mm=10.0, layer_class=0, insert=1.0)
+    assert set(crop.classes.tolist()) <= {0}
+
+
 def test_steered_pooling_adds_up_a_tilted_band_that_a_plain_mean_smears():
     from meltloc.heads.regression.net import RegressionNet
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from meltloc import MELT_LAYER
+from meltloc import MELT_LAYER, MELT_LENS
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.errors import DatasetError
 from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count_parameters, decode_strip,
@@ -44,11 +44,14 @@ class TrainSettings:
     device: str = "cpu"
     threads: int = 0
     insert_layers: float = 0.5
+    insert_lens_share: float = 0.0
 
 
 def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
     crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows, rows_per_mm=model.cfg.px_per_mm,
-                         layer_class=model.cfg.classes.index(MELT_LAYER), insert=s.insert_layers)
+                         layer_class=model.cfg.classes.index(MELT_LAYER), insert=s.insert_layers,
+                         lens_class=model.cfg.classes.index(MELT_LENS) if MELT_LENS in model.cfg.classes else None,
+                         lens_share=s.insert_lens_share)
              for _ in range(s.batch)]
     x = torch.stack([normalise_for(model.cfg, c.pixels) for c in crops])[:, None]
     n = s.crop_rows // model.cfg.stride
