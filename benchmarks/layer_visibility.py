@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, nargs="+", required=True)
     ap.add_argument("--out", type=Path, default=Path("visibility.csv"))
     args = ap.parse_args()
+    if args.out.exists():
+        ap.error(f"{args.out} exists already: choose another --out")
     cfg = SynthConfig(px_per_cm=args.px_per_cm, first_bag=args.first_bag, style=args.style)
     mm = cfg.px_per_cm / 10
     detectors = {w.stem: meltloc.load_detector(w) for w in args.weights}

@@ -217,7 +217,8 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
         if any(top0 - 2 * mm < b and top0 + thick + 2 * mm > a for a, b in taken):
             continue
         if lens_class is not None and rng.random() < lens_share:
-            if top0 + 3 * mm > inside[1] - 2 * mm:  # a lens is up to 3 mm thick: keep it inside the core too
+            # a lens is up to 3 mm thick: keep it inside the core and 2 mm clear of everything, as a layer
+            if top0 + 3 * mm > inside[1] - 2 * mm or any(top0 - 2 * mm < b and top0 + 5 * mm > a for a, b in taken):
                 continue
             crop, mid = _insert_lens(crop, top0, rng, mm)
             iv = np.concatenate([iv.reshape(-1, 2), [[mid - 1.0 * mm, mid + 1.0 * mm]]])
