@@ -125,12 +125,7 @@ def find_core(image: np.ndarray) -> CoreBounds:
     if image.ndim != 2 or min(image.shape) < 8:
         raise GeometryError(f"image of shape {image.shape} is too small to hold a core")
     height, width = image.shape
-    # Exact block means (the rows and columns past the last whole block left out): coarse pixel (i, j) is
-    # image rows 4i..4i+3 and columns 4j..4j+3, as the coordinates below assume, and OpenCV's whole-factor path is
-    # about 3 times faster than a resize to an odd size.
-    rows_c, cols_c = max(height // _COARSE, 2), max(width // _COARSE, 2)
-    block = image[:rows_c * _COARSE, :cols_c * _COARSE]
-    small = cv2.resize(block, (cols_c, rows_c), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, (max(width // _COARSE, 2), max(height // _COARSE, 2)), interpolation=cv2.INTER_AREA)
     # 16-bit files may hold 8- to 16-bit data: bring every kind to 0-255 (same levels as the 8-bit original).
     divisor = to_8bit_scale(image)
     background, ice = (v / divisor for v in _integer_percentiles(small, (1, 80)))
