@@ -369,3 +369,40 @@ def test_a_detected_band_comes_out_in_meters():
     assert row["image"] == "1.png" and row["type"] == "melt_layer"
     assert (row["depth_from_m"], row["depth_to_m"]) == pytest.approx((100.020, 100.024), abs=1e-7)
     assert row["thickness_mm"] == pytest.approx(4.0, abs=1e-4)
+
+
+def _ten_layer_truth_and_detections(tp_fp_by_threshold):
+    """Ten true 1 mm layers in one image, and a detections-at-threshold callable giving (true found, false) per
+    threshold band: ``tp_fp_by_threshold`` maps an upper bound of the threshold to (tp, fp)."""
+    truth = pd.DataFrame({"image": "a.png", "type": "melt_layer", "depth_from_m": [100.0 + 0.1 * i for i in range(10)],
+                          "depth_to_m": [100.001 + 0.1 * i for i in range(10)]})
+
+    def at(threshold):
+        tp, fp = next(v for upper, v in sorted(tp_fp_by_threshold.items()) if threshold <= upper + 1e-9)
+        rows = [dict(depth_from_m=100.0 + 0.1 * i, depth_to_m=100.001 + 0.1 * i) for i in range(tp)]
+        rows += [dict(depth_from_m=100.05 + 0.1 * i, depth_to_m=100.051 + 0.1 * i) for i in range(fp)]
+        table = pd.DataFrame(rows, columns=["depth_from_m", "depth_to_m"])
+        return table.assign(image="a.png", type="melt_layer", score=0.9, row_from=0.0, row_to=1.0)
+
+    return truth, at
+
+
+def test_the_operating_threshold_ignores_validation_differences_smaller_than_one_layer():
+    """8 of 10 layers and one false one up to 0.5, 8 and none above (F1 0.84 against 0.89: less than one layer's
+    worth): the threshold nearest 0.5 is kept, not the plain F1-best 0.55-0.95."""
+    from meltloc.heads.training import choose_threshold
+
+    truth, at = _ten_layer_truth_and_detections({0.5: (8, 1), 1.0: (8, 0)})
+    threshold, figures = choose_threshold(at, truth)
+    assert threshold == 0.5
+    assert figures["f1"] == pytest.approx(2 * 8 / (2 * 8 + 1 + 2))
+
+
+def test_the_operating_threshold_follows_a_validation_gain_of_more_than_one_layer():
+    """Up to 0.5 half the detections are false (F1 0.5); above, 8 of 10 with none false (F1 0.89): 0.55 it is."""
+    from meltloc.heads.training import choose_threshold
+
+    truth, at = _ten_layer_truth_and_detections({0.5: (5, 5), 1.0: (8, 0)})
+    threshold, figures = choose_threshold(at, truth)
+    assert threshold == 0.55
+    assert figures["f1"] == pytest.approx(16 / 18)
