@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; about 2 hours on 2 CPU cores, ~3 GB of PNG under $DATA).
+# Generalisation benchmark (run by hand; about 3-4 hours on 2 CPU cores, ~3 GB of PNG under $DATA).
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
 # section, trains the heads through the user's own path (convert on the misaligned label table, then
@@ -52,6 +52,8 @@ $M convert --images big_all/images --sections big_all/sections.csv --labels big_
 $M train --head regression --data conv24 --out "$OUT/reg24.pt"
 $M train --head yolo --data conv24 --out "$OUT/yolo24.pt" --runs "$OUT/yolo24.runs"
 $M train --head threshold --data conv24 --out "$OUT/thr24.pt"
+# run-to-run scatter: the same default training with two more seeds
+for seed in 1 2; do $M train --head regression --data conv24 --out "$OUT/reg24_s$seed.pt" --seed "$seed"; done
 # Rows of the README's table measured before tilt-steered pooling and drawn-in layers (the earlier defaults) come
 # from the same commands at commit 22c9a6b; these give the current defaults' rows.
 $M train --head regression --data conv_big --out "$OUT/reg_big.pt"
@@ -85,7 +87,8 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
   $M convert --images "$test/images" --sections "$test/sections.tab" --labels "$test/features.csv" \
       --out "conv_$test" --splits "splits_$test.csv" --quiet
   $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp_$test" \
-      --weights "$OUT/reg_big.pt" "$OUT/reg_big20.pt" "$OUT/reg24.pt" "$OUT/reg24_steer.pt" "$OUT/reg24_lens.pt" "$OUT/reg_big2.pt" \
+      --weights "$OUT/reg_big.pt" "$OUT/reg_big20.pt" "$OUT/reg24.pt" "$OUT/reg24_s1.pt" "$OUT/reg24_s2.pt" \
+      "$OUT/reg24_steer.pt" "$OUT/reg24_lens.pt" "$OUT/reg24_lens15.pt" "$OUT/reg_big_lens15.pt" "$OUT/reg_big2.pt" \
       "$OUT/reg24_wide.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found
