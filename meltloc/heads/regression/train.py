@@ -43,7 +43,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0
-    insert_layers: float = 0.5
+    insert_layers: float = 0.8
     insert_lens_share: float = 0.0
 
 
