@@ -101,8 +101,10 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/reg24_wide.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found
+# (the README's "shipped before the fifth round" row: the weights shipped at commit 22c9a6b)
+git -C "$REPO" show 22c9a6b:weights/regression.pt > "$OUT/regression_fourth.pt"
 python "$REPO/benchmarks/layer_visibility.py" hard_test --seed 99 --first-bag 1211 --style hard \
-    --weights "$OUT/reg_big20_fifth.pt" "$OUT/reg24_fifth_s0.pt" "$OUT/reg24_steer.pt" "$OUT/yolo24.pt" \
+    --weights "$OUT/regression_fourth.pt" "$OUT/reg24_fifth_s0.pt" "$OUT/reg24_steer.pt" "$OUT/yolo24.pt" \
     --out "$OUT/visibility_hard.csv"
 
 # the operating threshold by the old rule (F1-best) and the current one (within one validation layer of the best,
