@@ -239,7 +239,7 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
 
 def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus: float = 0.6,
                 augment: bool = True, rows_per_mm: float = 10.0, layer_class: int | None = None,
-                insert: float = 0.5, lens_class: int | None = None, lens_share: float = 0.0) -> Crop:
+                insert: float = 0.0, lens_class: int | None = None, lens_share: float = 0.0) -> Crop:
     """A crop of ``rows`` strip rows, often centred near a true interval or a core end, augmented.
 
     Augmentation (when ``augment``), so that a head learns layers rather than
@@ -253,7 +253,8 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     intervals true. With ``layer_class`` (the melt layer's class index), a
     share ``insert`` of the crops also get one or two melt layers drawn where
     they hold none (:func:`_insert_layers`): faint, thick, diffuse and tilted
-    layers are rare in any labelled set.
+    layers are rare in any labelled set. (``insert`` is 0 here; the trainer
+    passes its setting, ``TrainSettings.insert_layers``.)
     """
     pix = sample.pixels
     iv, cls, ign = sample.intervals.copy(), sample.classes.copy(), sample.ignore.copy()
