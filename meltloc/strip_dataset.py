@@ -18,6 +18,10 @@ from meltloc import IGNORE_TYPES
 from meltloc.errors import DatasetError
 from meltloc.geometry import DepthScale
 
+#: The faintest melt layer training shows as one: 20 % darker than the ice around it, the faint end of what is
+#: logged (DOMAIN.md, issue #13). Fading true layers stops there, and drawn-in faint layers start there.
+FAINTEST_DARKNESS = 0.2
+
 
 @dataclass
 class StripSample:
@@ -132,6 +136,27 @@ class Crop:
     ignore: np.ndarray
 
 
+def _fade_layers(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generator, rows_per_mm: float) -> np.ndarray:
+    """Fade some of the layers at ``intervals`` (crop rows) towards the ice around them: faint layers from dark
+    ones. Each is faded by 20-80 %, but never to less than :data:`FAINTEST_DARKNESS` of the ice around it (a layer
+    faded further is one nobody would log: its label would be on nothing)."""
+    h, w = crop.shape
+    background = np.maximum(cv2.blur(crop, (w, int(2 * 20 * rows_per_mm) | 1)), crop)
+    ramp = np.zeros(h, np.float32)
+    y = np.arange(h, dtype=np.float32) + 0.5
+    for a, b in intervals:
+        i0, i1 = max(int(a), 0), min(int(np.ceil(b)), h)
+        if i1 <= i0 or rng.random() >= 0.7:
+            continue
+        contrast = 1.0 - float(crop[i0:i1].mean()) / max(float(background[i0:i1].mean()), 1e-3)
+        most = 1.0 - FAINTEST_DARKNESS / contrast if contrast > FAINTEST_DARKNESS else 0.0
+        fade = min(rng.uniform(0.2, 0.8), most)
+        if fade > 0.05:
+            ramp = np.maximum(ramp, fade * ((y >= a) & (y < b)))
+    ramp = cv2.GaussianBlur(ramp[:, None], (0, 0), max(0.3 * rows_per_mm, 0.5))[:, 0]
+    return crop + (background - crop) * ramp[:, None]
+
+
 def _photometric(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generator, rows_per_mm: float) -> np.ndarray:
     """The look-changing augmentations of :func:`random_crop` on a float crop (rows x width); labels stay true."""
     h, w = crop.shape
@@ -140,15 +165,8 @@ def _photometric(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generat
         half_tilt = rng.uniform(-2.0, 2.0) * rows_per_mm
         m = np.float32([[1, 0, 0], [half_tilt / max((w - 1) / 2, 1), 1, -half_tilt]])
         crop = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if len(intervals) and rng.random() < 0.5:  # fade layers towards the ice around them
-        background = cv2.blur(crop, (w, int(2 * 20 * rows_per_mm) | 1))
-        ramp = np.zeros(h, np.float32)
-        y = np.arange(h, dtype=np.float32) + 0.5
-        for a, b in intervals:
-            if rng.random() < 0.7:
-                ramp = np.maximum(ramp, rng.uniform(0.2, 0.8) * ((y >= a) & (y < b)))
-        ramp = cv2.GaussianBlur(ramp[:, None], (0, 0), max(0.3 * rows_per_mm, 0.5))[:, 0]
-        crop = crop + (np.maximum(background, crop) - crop) * ramp[:, None]
+    if len(intervals) and rng.random() < 0.5:
+        crop = _fade_layers(crop, intervals, rng, rows_per_mm)
     if rng.random() < 0.3:  # diffuse edges: blur along depth only
         crop = cv2.GaussianBlur(crop, (1, 0), sigmaX=0.1, sigmaY=rng.uniform(0.2, 1.0) * rows_per_mm)
     crop = crop * rng.uniform(0.5, 1.6)
@@ -189,7 +207,7 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
     """Draw one or two extra melt layers into a float crop (rows x width) where it holds none, and label them.
 
     A melt layer is bubble-free ice: a band across the whole core that darkens
-    the ice under it by a fraction (faint 0.15-0.45 half of the time, up to
+    the ice under it by a fraction (faint 0.2-0.45 half of the time, up to
     black), 0.5-15 mm thick (faint ones at least 1 mm), its boundaries sharp or
     ramped over up to 2 mm, tilted by up to +/- 2.5 mm from the axis to a side
     and slightly wavy. Its interval is its mean over the width, as truth and
@@ -206,7 +224,7 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
     taken = [tuple(v) for v in np.concatenate([iv.reshape(-1, 2), ign.reshape(-1, 2)])]
     for _ in range(int(rng.integers(1, 3))):
         faint = rng.random() < 0.5
-        darkness = rng.uniform(0.15, 0.45) if faint else rng.uniform(0.45, 1.0)
+        darkness = rng.uniform(FAINTEST_DARKNESS, 0.45) if faint else rng.uniform(0.45, 1.0)
         thick = float(np.clip(np.exp(rng.normal(np.log(2.3), 0.8)), 1.0 if faint else 0.5, 15.0)) * mm
         edge = (rng.uniform(0.2, 2.0) if rng.random() < 0.5 else rng.uniform(0.03, 0.15)) * mm
         half_tilt = rng.uniform(-2.5, 2.5) * mm

@@ -183,6 +183,42 @@ def test_drawn_layers_are_dark_bands_where_their_labels_say_and_nowhere_taken():
     assert set(crop.classes.tolist()) <= {1}
 
 
+def test_fading_makes_dark_layers_faint_but_never_fainter_than_a_logged_layer():
+    # Fading teaches faint layers from dark ones; a label on a band faded to nothing would teach noise instead.
+    from meltloc.strip_dataset import FAINTEST_DARKNESS, _fade_layers
+
+    ice = np.full((1200, 64), 150.0, np.float32)
+    bands = [(200, 260, 0.9), (500, 530, 0.3), (800, 840, 0.17)]  # dark, faint, already fainter than the floor
+    for a, b, darkness in bands:
+        ice[a:b] *= 1 - darkness
+    intervals = np.array([[a, b] for a, b, _ in bands], np.float32)
+    rng = np.random.default_rng(0)
+    least = {a: 1.0 for a, _, _ in bands}
+    for _ in range(60):
+        faded = _fade_layers(ice.copy(), intervals, rng, rows_per_mm=10.0)
+        for a, b, _ in bands:
+            middle = faded[a + 8:b - 8].mean()
+            least[a] = min(least[a], 1 - middle / 150.0)
+    assert least[200] < 0.5                                  # dark layers do get faint
+    assert least[200] >= FAINTEST_DARKNESS - 0.01            # ... but not past the faint end
+    assert least[500] >= FAINTEST_DARKNESS - 0.01
+    assert least[800] == pytest.approx(0.17, abs=1e-3)       # one already past it is left as it is
+
+
+def test_drawn_faint_layers_are_at_least_as_dark_as_a_logged_faint_layer():
+    from meltloc.strip_dataset import FAINTEST_DARKNESS, _insert_layers
+
+    rng = np.random.default_rng(5)
+    lightest = 1.0
+    for _ in range(60):
+        crop, iv, _ = _insert_layers(np.full((1024, 64), 150.0, np.float32), np.zeros((0, 2)), np.zeros(0, np.int64),
+                                     np.zeros((0, 2)), rng, rows_per_mm=10.0, layer_class=0, inside=(0.0, 1024.0))
+        for a, b in iv:
+            if b - a >= 40:  # thick enough for a middle untouched by ramped edges, tilt and waves
+                lightest = min(lightest, 1 - crop[int((a + b) / 2), 30:34].max() / 150.0)  # on the core's axis
+    assert FAINTEST_DARKNESS - 1e-3 <= lightest < 0.3
+
+
 def test_drawn_lenses_are_dark_over_part_of_the_width_and_labelled_as_a_logged_lens():
     from meltloc.strip_dataset import _insert_lens
 
