@@ -271,7 +271,7 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     intervals true. With ``layer_class`` (the melt layer's class index), a
     share ``insert`` of the crops also get one or two melt layers drawn where
     they hold none (:func:`_insert_layers`): faint, thick, diffuse and tilted
-    layers are rare in any labelled set. (``insert`` is 0 here; the trainer
+    layers are rare in any labelled set. (``insert`` defaults to 0 here; the trainer
     passes its setting, ``TrainSettings.insert_layers``.)
     """
     pix = sample.pixels
