@@ -255,9 +255,51 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
     return crop, iv, cls
 
 
+#: Across-core width a strip spans, in mm (a 10 cm core less its insets), for drawing inclined features into crops.
+STRIP_WIDTH_MM = 80.0
+
+
+def _insert_breaks(crop: np.ndarray, iv: np.ndarray, ign: np.ndarray, rng: np.random.Generator, rows_per_mm: float,
+                   inside: tuple[float, float]) -> np.ndarray:
+    """Draw one to three core breaks into a float crop (rows x width), unlabelled: what a melt layer is not.
+
+    A break is a thin (0.1-0.5 mm), nearly black, jagged line across the whole
+    core, inclined by 0.5-20 degrees (as ``meltloc synth`` draws them; the
+    brittle zone holds many). Thin and near horizontal, a break looks like a
+    thin dark layer to a head that has seen few; these teach it the
+    difference. Breaks keep 1 mm from every interval and ignore region and
+    stay inside the core (``inside``: the span of crop rows that is core).
+    """
+    h, w = crop.shape
+    mm = rows_per_mm
+    x_mm = (np.arange(w, dtype=np.float32) + 0.5 - w / 2) * (STRIP_WIDTH_MM / w)
+    y = np.arange(h, dtype=np.float32)[:, None] + 0.5
+    taken = [tuple(v) for v in np.concatenate([iv.reshape(-1, 2), ign.reshape(-1, 2)])]
+    for _ in range(int(rng.integers(1, 4))):
+        slope = np.tan(np.radians(rng.uniform(0.5, 20.0))) * rng.choice([-1.0, 1.0])
+        thick = rng.uniform(0.1, 0.5) * mm
+        knots = rng.standard_normal(w // 3 + 3).astype(np.float32)
+        jag = np.interp(np.arange(w, dtype=np.float32) / 3.0, np.arange(knots.size), knots) * 0.25 * mm
+        span = abs(slope) * STRIP_WIDTH_MM / 2 * mm + 0.75 * mm + thick
+        lo, hi = inside[0] + 2 * mm + span, inside[1] - 2 * mm - span
+        if hi <= lo:
+            break
+        mid = rng.uniform(lo, hi)
+        if any(mid - span - 1 * mm < b and mid + span + 1 * mm > a for a, b in taken):
+            continue
+        centre = mid + slope * x_mm * mm + jag
+        half = thick / 2 / max(np.cos(np.arctan(slope)), 0.3)
+        cover = np.clip(np.minimum(y + 0.5, (centre + half)[None, :]) - np.maximum(y - 0.5, (centre - half)[None, :]),
+                        0, 1)
+        crop = crop * (1 - rng.uniform(0.8, 1.0) * cover)
+        taken.append((mid - span, mid + span))
+    return crop
+
+
 def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus: float = 0.6,
                 augment: bool = True, rows_per_mm: float = 10.0, layer_class: int | None = None,
-                insert: float = 0.0, lens_class: int | None = None, lens_share: float = 0.0) -> Crop:
+                insert: float = 0.0, lens_class: int | None = None, lens_share: float = 0.0,
+                breaks: float = 0.0) -> Crop:
     """A crop of ``rows`` strip rows, often centred near a true interval or a core end, augmented.
 
     Augmentation (when ``augment``), so that a head learns layers rather than
@@ -271,8 +313,11 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     intervals true. With ``layer_class`` (the melt layer's class index), a
     share ``insert`` of the crops also get one or two melt layers drawn where
     they hold none (:func:`_insert_layers`): faint, thick, diffuse and tilted
-    layers are rare in any labelled set. (``insert`` defaults to 0 here; the trainer
-    passes its setting, ``TrainSettings.insert_layers``.)
+    layers are rare in any labelled set. A share ``breaks`` of the crops gets one
+    to three core breaks drawn in, unlabelled (:func:`_insert_breaks`): thin dark
+    lines that are not melt. (``insert`` and ``breaks`` default to 0 here; the
+    trainer passes its settings, ``TrainSettings.insert_layers`` and
+    ``TrainSettings.insert_breaks``.)
     """
     pix = sample.pixels
     iv, cls, ign = sample.intervals.copy(), sample.classes.copy(), sample.ignore.copy()
@@ -307,6 +352,9 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
         inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
         crop, iv, cls = _insert_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside, lens_class,
                                        lens_share)
+    if augment and breaks > 0 and rng.random() < breaks:
+        inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))
+        crop = _insert_breaks(crop, iv, ign, rng, rows_per_mm, inside)
     if augment:
         if rng.random() < 0.5:
             crop = crop[::-1]

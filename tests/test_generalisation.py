@@ -245,6 +245,40 @@ def test_drawn_lenses_are_dark_over_part_of_the_width_and_labelled_as_a_logged_l
     assert set(crop.classes.tolist()) <= {0}
 
 
+def test_drawn_breaks_are_thin_dark_unlabelled_lines_clear_of_every_label():
+    # Core breaks (thin, nearly black, jagged, near horizontal) are what the hard set's false layers lie on:
+    # drawn into training crops, unlabelled, they teach a head what a melt layer is not.
+    from meltloc.strip_dataset import _insert_breaks
+
+    rng = np.random.default_rng(6)
+    layer, ignore = np.array([[300.0, 340.0]]), np.array([[700.0, 720.0]])
+    drawn = 0
+    for _ in range(30):
+        ice = np.full((1024, 64), 150.0, np.float32)
+        crop = _insert_breaks(ice.copy(), layer, ignore, rng, rows_per_mm=10.0, inside=(50.0, 1000.0))
+        dark = crop < 0.75 * 150
+        rows = np.flatnonzero(dark.any(axis=1))
+        if not rows.size:  # no room found for a steep one among the labels: nothing drawn, nothing wrong
+            continue
+        drawn += 1
+        assert rows.min() >= 50 + 20 and rows.max() < 1000 - 20               # inside the core, 2 mm from its ends
+        assert not dark[300 - 10:340 + 10].any() and not dark[700 - 10:720 + 10].any()  # 1 mm clear of labels
+        per_column = dark.sum(axis=0)
+        assert (per_column >= 1).all()                                          # across the whole core
+        assert per_column.max() <= 3 * 6                                        # each at most ~0.5 mm thick
+        assert crop.min() <= 0.2 * 150 + 1e-3                                   # nearly black somewhere
+    assert drawn >= 20
+    strip = _banded_strip(bands=((900, 960, 0.9),))
+    sample = StripSample(image="s.png", split="train", pixels=strip, intervals=np.array([[900.0, 960.0]]),
+                         classes=np.array([0]), ignore=np.zeros((0, 2)), row0=0.0, image_rows_per_row=1.0,
+                         scale=DepthScale(100.0, 100.3, 0.0, 3000.0))
+    rng = np.random.default_rng(3)
+    for _ in range(20):  # in training crops: no label added, the true layer kept whole
+        crop = random_crop(sample, rng, rows=1024, focus=1.0, augment=True, rows_per_mm=10.0, breaks=1.0)
+        assert crop.classes.tolist() == [0]
+        assert 60 * 0.85 - 1 <= crop.intervals[0, 1] - crop.intervals[0, 0] <= 60 * 1.15 + 1
+
+
 def test_steered_pooling_adds_up_a_tilted_band_that_a_plain_mean_smears():
     from meltloc.heads.regression.net import RegressionNet
 

@@ -45,13 +45,14 @@ class TrainSettings:
     threads: int = 0
     insert_layers: float = 0.8
     insert_lens_share: float = 0.0
+    insert_breaks: float = 0.0
 
 
 def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
     crops = [random_crop(samples[rng.integers(len(samples))], rng, s.crop_rows, rows_per_mm=model.cfg.px_per_mm,
                          layer_class=model.cfg.classes.index(MELT_LAYER), insert=s.insert_layers,
                          lens_class=model.cfg.classes.index(MELT_LENS) if MELT_LENS in model.cfg.classes else None,
-                         lens_share=s.insert_lens_share)
+                         lens_share=s.insert_lens_share, breaks=s.insert_breaks)
              for _ in range(s.batch)]
     x = torch.stack([normalise_for(model.cfg, c.pixels) for c in crops])[:, None]
     n = s.crop_rows // model.cfg.stride
