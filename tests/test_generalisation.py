@@ -324,3 +324,17 @@ def test_an_option_a_head_does_not_take_is_one_line(tiny_trained, tmp_path):
         assert result.returncode == 2, result.stderr
         assert "has no option --imgsz" in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / f"{head}.pt").exists()
+
+
+def test_the_training_options_of_the_eighth_round_train_and_are_recorded(tiny_trained, tmp_path):
+    # Drawn-in breaks and the focal loss's weight of melt positions are settings from Python (README, eighth round):
+    # a run with them trains, and its checkpoint says how it was trained.
+    from meltloc.heads.regression.train import TrainSettings, train
+
+    conv, _ = tiny_trained
+    out = tmp_path / "w.pt"
+    train(conv, out, TrainSettings(epochs=1, steps_per_epoch=2, batch=2, crop_rows=256, insert_breaks=1.0,
+                                   focal_alpha=0.5), show_progress=False)
+    ck = load_checkpoint(out, expect_head="regression")
+    assert ck["train"]["insert_breaks"] == 1.0 and ck["train"]["focal_alpha"] == 0.5
+    assert isinstance(load_detector(out).detect(_section()), list)  # it loads and answers the detector call

@@ -305,11 +305,13 @@ def iou_loss_1d(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - giou
 
 
-def losses(model: RegressionNet, logits: torch.Tensor, distances: torch.Tensor, targets: list[Targets]) -> dict:
+def losses(model: RegressionNet, logits: torch.Tensor, distances: torch.Tensor, targets: list[Targets],
+           focal_alpha: float = 0.25) -> dict:
     """Focal + IoU + L1 losses of a batch.
 
     Args:
         logits: (B, C, N); distances: (B, 2, N); targets: B per-strip targets.
+        focal_alpha: the focal loss's weight of positive positions (negatives get ``1 - focal_alpha``).
 
     Returns:
         dict with ``cls``, ``iou``, ``l1`` and ``total`` (scalar tensors).
@@ -322,7 +324,7 @@ def losses(model: RegressionNet, logits: torch.Tensor, distances: torch.Tensor, 
     onehot = torch.zeros(b, n, c, device=logits.device)
     pos = labels >= 0
     onehot[pos, labels[pos]] = 1.0
-    cls = sigmoid_focal_loss(logits.permute(0, 2, 1), onehot)                      # (B, N, C)
+    cls = sigmoid_focal_loss(logits.permute(0, 2, 1), onehot, alpha=focal_alpha)   # (B, N, C)
     cls = cls[~ignore].sum()
     n_pos = max(1.0, float(pos.sum()))
     if pos.any():

@@ -46,6 +46,7 @@ class TrainSettings:
     insert_layers: float = 0.8
     insert_lens_share: float = 0.0
     insert_breaks: float = 0.0
+    focal_alpha: float = 0.25
 
 
 def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
@@ -139,7 +140,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         for _ in range(s.steps_per_epoch):
             x, targets = _batch(train_set, rng, model, s)
             logits, distances = model(x.to(s.device))
-            loss = losses(model, logits, distances, targets)
+            loss = losses(model, logits, distances, targets, focal_alpha=s.focal_alpha)
             opt.zero_grad(set_to_none=True)
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
