@@ -261,14 +261,15 @@ STRIP_WIDTH_MM = 80.0
 
 def _insert_breaks(crop: np.ndarray, iv: np.ndarray, ign: np.ndarray, rng: np.random.Generator, rows_per_mm: float,
                    inside: tuple[float, float]) -> np.ndarray:
-    """Draw one to three core breaks into a float crop (rows x width), unlabelled: what a melt layer is not.
+    """Draw up to three core breaks into a float crop (rows x width), unlabelled: what a melt layer is not.
 
     A break is a thin (0.1-0.5 mm), nearly black, jagged line across the whole
     core, inclined by 0.5-20 degrees (as ``meltloc synth`` draws them; the
     brittle zone holds many). Thin and near horizontal, a break looks like a
     thin dark layer to a head that has seen few; these teach it the
     difference. Breaks keep 1 mm from every interval and ignore region and
-    stay inside the core (``inside``: the span of crop rows that is core).
+    stay inside the core (``inside``: the span of crop rows that is core); one
+    that finds no room there is not drawn.
     """
     h, w = crop.shape
     mm = rows_per_mm
@@ -313,7 +314,7 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     intervals true. With ``layer_class`` (the melt layer's class index), a
     share ``insert`` of the crops also get one or two melt layers drawn where
     they hold none (:func:`_insert_layers`): faint, thick, diffuse and tilted
-    layers are rare in any labelled set. A share ``breaks`` of the crops gets one
+    layers are rare in any labelled set. A share ``breaks`` of the crops gets up
     to three core breaks drawn in, unlabelled (:func:`_insert_breaks`): thin dark
     lines that are not melt. (``insert`` and ``breaks`` default to 0 here; the
     trainer passes its settings, ``TrainSettings.insert_layers`` and
