@@ -349,12 +349,11 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     iv, cls = iv[keep & ~cut], cls[keep & ~cut]
     crop = crop.astype(np.float32)
     n_true = len(iv)
+    inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
     if augment and layer_class is not None and rng.random() < insert:
-        inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
         crop, iv, cls = _insert_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside, lens_class,
                                        lens_share)
     if augment and breaks > 0 and rng.random() < breaks:
-        inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))
         crop = _insert_breaks(crop, iv, ign, rng, rows_per_mm, inside)
     if augment:
         if rng.random() < 0.5:
