@@ -338,3 +338,24 @@ def test_the_training_options_of_the_eighth_round_train_and_are_recorded(tiny_tr
     ck = load_checkpoint(out, expect_head="regression")
     assert ck["train"]["insert_breaks"] == 1.0 and ck["train"]["focal_alpha"] == 0.5
     assert isinstance(load_detector(out).detect(_section()), list)  # it loads and answers the detector call
+
+
+def test_the_focal_weight_of_melt_positions_changes_what_is_learned(tiny_trained, tmp_path):
+    # focal_alpha must reach the loss: the same seeded run with another weight learns other weights, while the
+    # same weight twice learns the same ones (so the difference is the option's, not chance's).
+    import torch
+
+    from meltloc.heads.regression.train import TrainSettings, train
+
+    conv, _ = tiny_trained
+
+    def weights_after(alpha: float, name: str) -> dict:
+        out = tmp_path / name
+        train(conv, out, TrainSettings(epochs=1, steps_per_epoch=2, batch=2, crop_rows=256, focal_alpha=alpha),
+              show_progress=False)
+        return load_checkpoint(out.with_name(out.stem + ".last.pt"), expect_head="regression")["model"]
+
+    first, again, other = weights_after(0.25, "a.pt"), weights_after(0.25, "b.pt"), weights_after(0.75, "c.pt")
+    key = "cls_head.2.bias"
+    assert torch.equal(first[key], again[key])
+    assert not torch.equal(first[key], other[key])
