@@ -161,6 +161,7 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", help=_option_help("model")),
     imgsz: Optional[int] = typer.Option(None, "--imgsz", min=32, help=_option_help("imgsz")),
     runs: Optional[Path] = typer.Option(None, "--runs", help=_option_help("runs")),
+    members: Optional[int] = typer.Option(None, "--members", min=1, help=_option_help("members")),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out checkpoint (e.g. the shipped weights)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
 ) -> None:
@@ -170,7 +171,8 @@ def train(
     except MeltlocError as exc:
         fail(exc.message)
     options = {k: v for k, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch), ("batch", batch),
-                                 ("model", model), ("imgsz", imgsz), ("runs", runs)) if v is not None}
+                                 ("model", model), ("imgsz", imgsz), ("runs", runs), ("members", members))
+               if v is not None}
     try:
         head_cls.check_options(head, options)
     except MeltlocError as exc:

@@ -12,29 +12,34 @@ class RegressionHead(Head):
     and the stop of the layer it lies in (FCOS/ActionFormer in one dimension)."""
 
     summary = "start/stop regression over core strips (the shipped weights)"
-    train_options = ("epochs", "steps_per_epoch", "batch")
+    train_options = ("epochs", "steps_per_epoch", "batch", "members")
     demo_training = {"epochs": 8, "steps_per_epoch": 25, "batch": 8}
 
     def __init__(self, checkpoint: dict, device: str = "cpu"):
-        from meltloc.heads.regression.net import RegressionConfig, RegressionNet, fuse_for_inference
+        from torch import nn
+
+        from meltloc.heads.regression.net import RegressionConfig
 
         super().__init__(checkpoint, device)
         self.cfg = RegressionConfig.from_dict(checkpoint["config"])
         self.classes = self.cfg.classes
-        self.model = RegressionNet(self.cfg)
-        try:
-            self.model.load_state_dict(checkpoint["model"])
-        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError("regression weights do not fit the architecture in its config "
-                                  "(written by another version of meltloc?); train again") from exc
-        self.model = fuse_for_inference(self.model.to(device))
+        self.model = _network(self.cfg, checkpoint["model"], device)
+        # An ensemble (README, "Ninth round"): more networks of the same working scale, answers averaged.
+        members = []
+        for i, member in enumerate(checkpoint.get("members") or [], start=2):
+            cfg = RegressionConfig.from_dict(member["config"])
+            if not same_canvas(cfg, self.cfg):
+                raise CheckpointError(f"ensemble member {i} works on another strip ({canvas_text(cfg)}) than "
+                                      f"the first ({canvas_text(self.cfg)}); combine members of one scale")
+            members.append(_network(cfg, member["model"], device))
+        self.members = nn.ModuleList(members)
         self.score_threshold = float(checkpoint.get("score_threshold", self.cfg.score_threshold))
 
     def predict(self, section):
-        from meltloc.heads.regression.net import predict_strip
+        from meltloc.heads.regression.net import predict_strip_mean
 
         strip = section_strip(section, self.cfg.px_per_mm, self.cfg.width, self.cfg.inset)
-        return strip, predict_strip(self.model, strip.pixels)
+        return strip, predict_strip_mean([self.model, *self.members], strip.pixels)
 
     def decode(self, prediction, score_threshold: float):
         from meltloc.heads.regression.net import decode_strip
@@ -51,11 +56,24 @@ class RegressionHead(Head):
         from meltloc.heads.training import run_folder
 
         settings = TrainSettings(seed=seed, device=device)
+        members = int(options.pop("members", 1))
         for name, value in options.items():
             if not hasattr(settings, name):
                 raise MeltlocError(f"the regression head has no option --{name.replace('_', '-')} "
-                                   "(it takes --epochs, --steps-per-epoch, --batch, --seed, --device, --resume)")
+                                   "(it takes --epochs, --steps-per-epoch, --batch, --members, --seed, --device, --resume)")
             setattr(settings, name, value)
+        if members > 1:
+            if resume is not None:
+                raise MeltlocError("--resume continues one network, not an ensemble: train the ensemble again "
+                                   "(its finished members are in " f"{run_folder(out)})")
+            from meltloc.heads.regression.ensemble import train_members
+
+            result = train_members(data, out, settings, members)
+            result["message"] = (f"wrote {out} ({members} networks averaged, threshold {result['score_threshold']:.2f}"
+                                 f" chosen on the val split: F1 {result['threshold_val_f1']:.3f}; "
+                                 f"{result['seconds'] / 60:.1f} min; members and their run records in "
+                                 f"{run_folder(out)})")
+            return result
         result = train(data, out, settings, resume=resume)
         best = result["best"] or {}
         nan = float("nan")
@@ -64,3 +82,31 @@ class RegressionHead(Head):
                              f"{result['seconds'] / 60:.1f} min, {result['parameters']:,} parameters; run record in "
                              f"{run_folder(out)})")
         return result
+
+
+CANVAS = ("px_per_mm", "width", "inset", "classes", "stride")
+"""The config fields that fix what a network sees and where its positions lie: an ensemble's members share them."""
+
+
+def same_canvas(a, b) -> bool:
+    """Whether two regression configs read the same strip and answer at the same positions."""
+    return all(tuple(getattr(a, k)) == tuple(getattr(b, k)) if k == "classes" else getattr(a, k) == getattr(b, k)
+               for k in CANVAS)
+
+
+def canvas_text(cfg) -> str:
+    return f"{cfg.px_per_mm:g} rows/mm, {cfg.width} columns, inset {cfg.inset:g}, stride {cfg.stride}, " \
+           f"classes {', '.join(cfg.classes)}"
+
+
+def _network(cfg, state: dict, device: str):
+    """A regression network with these weights, ready for inference."""
+    from meltloc.heads.regression.net import RegressionNet, fuse_for_inference
+
+    model = RegressionNet(cfg)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError("regression weights do not fit the architecture in its config "
+                              "(written by another version of meltloc?); train again") from exc
+    return fuse_for_inference(model.to(device))

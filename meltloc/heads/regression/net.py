@@ -362,6 +362,15 @@ def predict_strip(model: RegressionNet, pixels: np.ndarray) -> tuple[torch.Tenso
     return torch.sigmoid(logits[0]), decode_distances(centers, distances[0].T).clamp(0, h)
 
 
+def predict_strip_mean(models: list[RegressionNet], pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`predict_strip` of several networks of one working scale and stride (an ensemble), averaged: the
+    mean probability per position and class, and the mean interval each position points at."""
+    if len(models) == 1:
+        return predict_strip(models[0], pixels)
+    answers = [predict_strip(m, pixels) for m in models]
+    return torch.stack([a[0] for a in answers]).mean(dim=0), torch.stack([a[1] for a in answers]).mean(dim=0)
+
+
 @torch.inference_mode()
 def decode_strip(probs: torch.Tensor, boxes: torch.Tensor, classes: tuple[str, ...], score_threshold: float,
                  nms_iou: float, max_candidates: int = 4000) -> list[tuple[str, float, float, float]]:

@@ -21,7 +21,7 @@ from meltloc import MELT_LAYER, MELT_LENS
 from meltloc.checkpoint import load_checkpoint, save_checkpoint
 from meltloc.errors import DatasetError
 from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count_parameters, decode_strip,
-                                          detect_strip, label_positions, losses, normalise_for, predict_strip)
+                                          detect_strip, label_positions, losses, normalise_for, predict_strip_mean)
 from meltloc.heads.training import (PREFERRED_THRESHOLD, Checkpoints, choose_threshold, detections_table, truth_table,
                                     write_run_record)
 from meltloc.progress import progress
@@ -183,14 +183,16 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
             "out": str(out), "last": str(saved.last), "score_threshold": threshold}
 
 
-def choose_operating_threshold(model: RegressionNet, samples: list[StripSample], truth: pd.DataFrame
-                               ) -> tuple[float, float]:
+def choose_operating_threshold(model: RegressionNet | list[RegressionNet], samples: list[StripSample],
+                               truth: pd.DataFrame) -> tuple[float, float]:
     """The operating threshold by the one rule of :func:`meltloc.heads.training.choose_threshold`, and its F1.
 
-    The network runs once per strip; each threshold then decodes among the candidates above it.
+    ``model`` is one network or the networks of an ensemble (their answers averaged). The networks run once per
+    strip; each threshold then decodes among the candidates above it.
     """
-    predictions = [(smp, predict_strip(model, smp.pixels)) for smp in samples]
-    cfg = model.cfg
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    predictions = [(smp, predict_strip_mean(models, smp.pixels)) for smp in samples]
+    cfg = models[0].cfg
 
     def at(thr: float) -> pd.DataFrame:
         found = {id(smp): decode_strip(p, b, cfg.classes, thr, cfg.nms_iou) for smp, (p, b) in predictions}
