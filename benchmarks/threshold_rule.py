@@ -37,7 +37,8 @@ from meltloc import MELT_LAYER  # noqa: E402
 from meltloc.api import COLUMNS  # noqa: E402
 from meltloc.checkpoint import load_checkpoint  # noqa: E402
 from meltloc.detections import to_depths  # noqa: E402
-from meltloc.heads.regression.net import RegressionConfig, RegressionNet, decode_strip, predict_strip  # noqa: E402
+from meltloc.heads.regression import RegressionHead  # noqa: E402
+from meltloc.heads.regression.net import decode_strip, predict_strip_mean  # noqa: E402
 from meltloc.heads.training import (PREFERRED_THRESHOLD, THRESHOLD_GRID, choose_threshold,  # noqa: E402
                                     detections_table, truth_table)
 from meltloc.metrics import evaluate_intervals  # noqa: E402
@@ -46,16 +47,13 @@ from meltloc.strip_dataset import load_strips  # noqa: E402
 
 def validation_curve(weights: Path, data: Path):
     """(threshold -> detections on the validation strips, validation truth)."""
-    ck = load_checkpoint(weights, expect_head="regression")
-    cfg = RegressionConfig.from_dict(ck["config"])
-    model = RegressionNet(cfg)
-    model.load_state_dict(ck["model"])
-    model.eval()
+    head = RegressionHead(load_checkpoint(weights, expect_head="regression"))  # an ensemble's every network
+    cfg = head.cfg
     val = load_strips(data, cfg.classes, ("val",))
     if not val:
         raise SystemExit(f"{data}: no validation strips")
     with torch.inference_mode():
-        pred = [(s, predict_strip(model, s.pixels)) for s in val]
+        pred = [(s, predict_strip_mean([head.model, *head.members], s.pixels)) for s in val]
 
     def at(thr: float) -> pd.DataFrame:
         found = {id(s): decode_strip(p, b, cfg.classes, thr, cfg.nms_iou) for s, (p, b) in pred}

@@ -76,6 +76,11 @@ def test_an_ensemble_refuses_members_of_another_strip_and_never_overwrites_one(t
     with pytest.raises(MeltlocError, match="two or more"):
         combine([first], conv, tmp_path / "e.pt")
     assert not (tmp_path / "e.pt").exists()
+    damaged = load_checkpoint(first)
+    damaged["members"] = [{"config": damaged["config"]}]  # a member without its weights
+    save_checkpoint(tmp_path / "damaged.pt", damaged)
+    with pytest.raises(CheckpointError, match="member 2 lacks"):
+        load_detector(tmp_path / "damaged.pt")
 
 
 def test_train_members_writes_one_checkpoint_that_detect_runs(tiny_trained, tiny_core, tmp_path):

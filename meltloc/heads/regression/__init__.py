@@ -27,6 +27,8 @@ class RegressionHead(Head):
         # An ensemble (README, "Ninth round"): more networks of the same working scale, answers averaged.
         members = []
         for i, member in enumerate(checkpoint.get("members") or [], start=2):
+            if not isinstance(member, dict) or not {"config", "model"} <= member.keys():
+                raise CheckpointError(f"ensemble member {i} lacks its config or weights: a damaged checkpoint")
             cfg = RegressionConfig.from_dict(member["config"])
             if not same_canvas(cfg, self.cfg):
                 raise CheckpointError(f"ensemble member {i} works on another strip ({canvas_text(cfg)}) than "
@@ -59,18 +61,19 @@ class RegressionHead(Head):
         members = int(options.pop("members", 1))
         for name, value in options.items():
             if not hasattr(settings, name):
-                raise MeltlocError(f"the regression head has no option --{name.replace('_', '-')} "
-                                   "(it takes --epochs, --steps-per-epoch, --batch, --members, --seed, --device, --resume)")
+                raise MeltlocError(f"the regression head has no option --{name.replace('_', '-')} (it takes "
+                                   "--epochs, --steps-per-epoch, --batch, --members, --seed, --device, --resume)")
             setattr(settings, name, value)
         if members > 1:
             if resume is not None:
                 raise MeltlocError("--resume continues one network, not an ensemble: train the ensemble again "
-                                   "(its finished members are in " f"{run_folder(out)})")
+                                   f"(the members of an earlier run are in {run_folder(out)})")
             from meltloc.heads.regression.ensemble import train_members
 
             result = train_members(data, out, settings, members)
-            result["message"] = (f"wrote {out} ({members} networks averaged, threshold {result['score_threshold']:.2f}"
-                                 f" chosen on the val split: F1 {result['threshold_val_f1']:.3f}; "
+            result["message"] = (f"wrote {out} ({members} networks averaged, threshold "
+                                 f"{result['score_threshold']:.2f} chosen on the val split: F1 "
+                                 f"{result['threshold_val_f1']:.3f}; "
                                  f"{result['seconds'] / 60:.1f} min; members and their run records in "
                                  f"{run_folder(out)})")
             return result
