@@ -103,7 +103,8 @@ def train_members(data_dir: str | Path, out: str | Path, settings, members: int,
     paths, seconds, parameters = [], 0.0, 0
     for i in range(members):
         path = folder / f"member{i + 1}.pt"
-        result = train(data_dir, path, replace(settings, seed=settings.seed + i), show_progress=show_progress)
+        result = train(data_dir, path, replace(settings, seed=settings.seed + i), show_progress=show_progress,
+                       label=f"train regression {i + 1}/{members}")
         paths.append(path)
         seconds += result["seconds"]
         parameters += result["parameters"]

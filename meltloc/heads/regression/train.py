@@ -80,7 +80,8 @@ def validate(model: RegressionNet, samples: list[StripSample], truth: pd.DataFra
 
 
 def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None = None,
-          config: RegressionConfig | None = None, resume: str | Path | None = None, show_progress: bool = True) -> dict:
+          config: RegressionConfig | None = None, resume: str | Path | None = None, show_progress: bool = True,
+          label: str = "train regression") -> dict:
     """Train the regression head and write the best checkpoint to ``out``.
 
     Args:
@@ -89,6 +90,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         settings: training settings (defaults reach the README's figures).
         config: architecture; its working scale is taken from the strips.
         resume: a checkpoint (``.last.pt``) to continue from.
+        label: the progress bar's title.
 
     Returns:
         Summary: best epoch, validation figures, seconds, parameters.
@@ -131,7 +133,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
     truth = truth_table(val_set, data_dir)
-    epochs = progress(range(start_epoch, s.epochs), "train regression", total=s.epochs - start_epoch,
+    epochs = progress(range(start_epoch, s.epochs), label, total=s.epochs - start_epoch,
                       enabled=show_progress, unit="epoch")
     for epoch in epochs:
         t0 = time.time()
