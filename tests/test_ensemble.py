@@ -110,3 +110,30 @@ def test_members_is_an_option_of_the_regression_head_only_and_not_resumable(tiny
                         "--resume", weights.with_name(weights.stem + ".last.pt"))
     assert result.returncode != 0 and "not an ensemble" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r.pt").exists()
+
+
+def test_a_teacher_shapes_what_a_network_learns_and_must_read_the_same_strips(two_networks, tmp_path):
+    # Distillation (TrainSettings.teacher): the classification targets lean towards the teacher's probabilities.
+    # Weight 0 learns exactly what no teacher does; weight 0.5 learns something else.
+    from meltloc.errors import DatasetError
+    from meltloc.heads.regression.train import TrainSettings, train
+
+    conv, first, second = two_networks
+    combine([first, second], conv, tmp_path / "teacher.pt")
+
+    def bias_after(name: str, **teacher) -> torch.Tensor:
+        out = tmp_path / name
+        train(conv, out, TrainSettings(epochs=1, steps_per_epoch=2, batch=2, crop_rows=256, **teacher),
+              show_progress=False)
+        return load_checkpoint(out.with_name(out.stem + ".last.pt"), expect_head="regression")["model"][
+            "cls_head.2.bias"]
+
+    plain = bias_after("plain.pt")
+    assert torch.equal(plain, bias_after("w0.pt", teacher=str(tmp_path / "teacher.pt"), teacher_weight=0.0))
+    assert not torch.equal(plain, bias_after("w5.pt", teacher=str(tmp_path / "teacher.pt"), teacher_weight=0.5))
+    other = load_checkpoint(first)
+    other["config"] = {**other["config"], "width": 32}
+    save_checkpoint(tmp_path / "other.pt", other)
+    with pytest.raises(DatasetError, match="teacher works on another strip"):
+        train(conv, tmp_path / "x.pt", TrainSettings(epochs=1, steps_per_epoch=1, batch=2, crop_rows=256,
+                                                      teacher=str(tmp_path / "other.pt")), show_progress=False)

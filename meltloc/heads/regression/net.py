@@ -306,12 +306,14 @@ def iou_loss_1d(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def losses(model: RegressionNet, logits: torch.Tensor, distances: torch.Tensor, targets: list[Targets],
-           focal_alpha: float = 0.25) -> dict:
+           focal_alpha: float = 0.25, soft: torch.Tensor | None = None, soft_weight: float = 0.0) -> dict:
     """Focal + IoU + L1 losses of a batch.
 
     Args:
         logits: (B, C, N); distances: (B, 2, N); targets: B per-strip targets.
         focal_alpha: the focal loss's weight of positive positions (negatives get ``1 - focal_alpha``).
+        soft: (B, C, N) a teacher's probabilities (distillation): the classification target becomes
+            ``(1 - soft_weight) * labels + soft_weight * soft``.
 
     Returns:
         dict with ``cls``, ``iou``, ``l1`` and ``total`` (scalar tensors).
@@ -324,6 +326,8 @@ def losses(model: RegressionNet, logits: torch.Tensor, distances: torch.Tensor, 
     onehot = torch.zeros(b, n, c, device=logits.device)
     pos = labels >= 0
     onehot[pos, labels[pos]] = 1.0
+    if soft is not None and soft_weight > 0:
+        onehot = (1 - soft_weight) * onehot + soft_weight * soft.permute(0, 2, 1).to(onehot)
     cls = sigmoid_focal_loss(logits.permute(0, 2, 1), onehot, alpha=focal_alpha)   # (B, N, C)
     cls = cls[~ignore].sum()
     n_pos = max(1.0, float(pos.sum()))

@@ -47,6 +47,8 @@ class TrainSettings:
     insert_lens_share: float = 0.0
     insert_breaks: float = 0.0
     focal_alpha: float = 0.25
+    teacher: str = ""
+    teacher_weight: float = 0.5
 
 
 def _batch(samples: list[StripSample], rng: np.random.Generator, model: RegressionNet, s: TrainSettings):
@@ -132,6 +134,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         start_epoch, history = ck["epoch"], ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
+    teachers = _teachers(s, cfg)
     truth = truth_table(val_set, data_dir)
     epochs = progress(range(start_epoch, s.epochs), label, total=s.epochs - start_epoch,
                       enabled=show_progress, unit="epoch")
@@ -141,8 +144,14 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         running = []
         for _ in range(s.steps_per_epoch):
             x, targets = _batch(train_set, rng, model, s)
-            logits, distances = model(x.to(s.device))
-            loss = losses(model, logits, distances, targets, focal_alpha=s.focal_alpha)
+            x = x.to(s.device)
+            soft = None
+            if teachers:
+                with torch.no_grad():
+                    soft = torch.stack([torch.sigmoid(t(x)[0]) for t in teachers]).mean(dim=0)
+            logits, distances = model(x)
+            loss = losses(model, logits, distances, targets, focal_alpha=s.focal_alpha, soft=soft,
+                          soft_weight=s.teacher_weight)
             opt.zero_grad(set_to_none=True)
             loss["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -183,6 +192,19 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
                            "score_threshold": threshold}, history, title=f"regression: {out.name}")
     return {"best": saved.best, "seconds": seconds, "parameters": count_parameters(model), "history": history,
             "out": str(out), "last": str(saved.last), "score_threshold": threshold}
+
+
+def _teachers(s: TrainSettings, cfg: RegressionConfig) -> list[RegressionNet]:
+    """The networks of ``s.teacher`` (a regression checkpoint, an ensemble's every network), for distillation."""
+    if not s.teacher:
+        return []
+    from meltloc.heads.regression import RegressionHead, canvas_text, same_canvas
+
+    head = RegressionHead(load_checkpoint(s.teacher, expect_head=HEAD), s.device)
+    if not same_canvas(head.cfg, cfg) or head.cfg.normalisation != cfg.normalisation:
+        raise DatasetError(f"the teacher works on another strip ({canvas_text(head.cfg)}, {head.cfg.normalisation} "
+                           f"normalisation) than these strips ({canvas_text(cfg)}, {cfg.normalisation})", s.teacher)
+    return [head.model, *head.members]
 
 
 def choose_operating_threshold(model: RegressionNet | list[RegressionNet], samples: list[StripSample],
