@@ -109,6 +109,10 @@ ens conv24 "$OUT/ens24_alpha_breaks.pt" "$OUT/reg24_alpha_breaks_s0.pt" "$OUT/re
 for seed in 1 2; do cur conv_big20 "$OUT/reg_big20_alpha_breaks_s$seed.pt" "focal_alpha=0.5, insert_breaks=0.5, seed=$seed"; done
 ens conv_big20 "$OUT/ens_big20_alpha_breaks.pt" "$OUT/reg_big20_alpha_breaks.pt" "$OUT/reg_big20_alpha_breaks_s1.pt" \
     "$OUT/reg_big20_alpha_breaks_s2.pt"
+# a single network taught by the 24-section ensemble (distillation), seeds 0 and 1: not kept
+for seed in 0 1; do
+  cur conv24 "$OUT/reg24_taught_s$seed.pt" "focal_alpha=0.5, insert_breaks=0.5, teacher='$OUT/ens24_alpha_breaks.pt', seed=$seed"
+done
 # (the same in one command, as weights/regression.pt was made: train_members(..., 3) in README, "Shipped weights")
 git -C "$REPO" show 0ed3e73:weights/regression.pt > "$OUT/regression_seventh.pt"
 # what the seventh round's shipped weights' false layers lie on: every detection down to 0.2, against the drawn truth's features
@@ -131,7 +135,8 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/reg24_alpha_s0.pt" "$OUT/reg24_alpha_breaks_s0.pt" "$OUT/reg24_alpha_breaks_s1.pt" "$OUT/reg24_alpha_breaks_s2.pt" "$OUT/reg_big20_alpha_breaks.pt" \
       "$OUT/reg24_alpha_breaks100_s0.pt" "$OUT/reg24_alpha_breaks100_s1.pt" \
       "$OUT/ens24_alpha_breaks.pt" "$OUT/reg_big20_alpha_breaks_s1.pt" "$OUT/reg_big20_alpha_breaks_s2.pt" \
-      "$OUT/ens_big20_alpha_breaks.pt" "$OUT/regression_seventh.pt" "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
+      "$OUT/ens_big20_alpha_breaks.pt" "$OUT/regression_seventh.pt" "$OUT/reg24_taught_s0.pt" "$OUT/reg24_taught_s1.pt" \
+      "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found
 # (the README's "shipped before the fifth round" row: the weights shipped at commit 22c9a6b)
