@@ -452,4 +452,4 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = ["RegressionConfig", "RegressionNet", "Targets", "label_positions", "losses", "detect_strip",
            "sigmoid_focal_loss", "iou_loss_1d", "normalise_strip", "normalise_local", "normalise_for", "pad_rows", "predict_strip", "decode_strip", "count_parameters",
-           "fuse_for_inference"]
+           "fuse_for_inference", "predict_strip_mean"]
