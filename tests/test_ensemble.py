@@ -137,3 +137,27 @@ def test_a_teacher_shapes_what_a_network_learns_and_must_read_the_same_strips(tw
     with pytest.raises(DatasetError, match="teacher works on another strip"):
         train(conv, tmp_path / "x.pt", TrainSettings(epochs=1, steps_per_epoch=1, batch=2, crop_rows=256,
                                                       teacher=str(tmp_path / "other.pt")), show_progress=False)
+
+
+def test_an_ensemble_needs_validation_sections_before_it_trains_and_a_teacher_is_never_overwritten(
+        tiny_trained, tmp_path):
+    from meltloc.errors import DatasetError
+    from meltloc.heads.regression.train import TrainSettings, train
+
+    conv, weights = tiny_trained
+    no_val = tmp_path / "no_val"
+    shutil.copytree(conv, no_val)
+    table = pd.read_csv(no_val / "strips.csv")
+    table["split"] = table["split"].replace("val", "train")
+    table.to_csv(no_val / "strips.csv", index=False)
+    result = invoke_cli("train", "--head", "regression", "--data", no_val, "--out", tmp_path / "e.pt", "--epochs", 1,
+                        "--steps-per-epoch", 1, "--batch", 2, "--members", 2)
+    assert result.returncode != 0 and "no validation sections" in result.stderr
+    assert not list(tmp_path.glob("e.pt*"))  # refused before any member was trained
+    teacher = tmp_path / "t.pt"
+    shutil.copy(weights, teacher)
+    before = teacher.read_bytes()
+    with pytest.raises(DatasetError, match="teacher is the checkpoint this training writes"):
+        train(conv, teacher, TrainSettings(epochs=1, steps_per_epoch=1, batch=2, crop_rows=256, teacher=str(teacher)),
+              show_progress=False)
+    assert teacher.read_bytes() == before

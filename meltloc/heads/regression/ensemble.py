@@ -98,6 +98,10 @@ def train_members(data_dir: str | Path, out: str | Path, settings, members: int,
     from meltloc.heads.training import run_folder
 
     out = Path(out)
+    table = read_strip_table(data_dir)
+    if not (table["split"] == "val").any():  # before hours of training, not after
+        raise DatasetError("no validation sections to choose the ensemble's threshold on: convert with --val",
+                           data_dir)
     folder = run_folder(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths, seconds, parameters = [], 0.0, 0

@@ -134,7 +134,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         start_epoch, history = ck["epoch"], ck["train"].get("history", [])
         seconds = ck["train"].get("seconds", 0.0)
         rng = np.random.default_rng([s.seed, start_epoch])
-    teachers = _teachers(s, cfg)
+    teachers = _teachers(s, cfg, out)
     truth = truth_table(val_set, data_dir)
     epochs = progress(range(start_epoch, s.epochs), label, total=s.epochs - start_epoch,
                       enabled=show_progress, unit="epoch")
@@ -194,10 +194,12 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
             "out": str(out), "last": str(saved.last), "score_threshold": threshold}
 
 
-def _teachers(s: TrainSettings, cfg: RegressionConfig) -> list[RegressionNet]:
+def _teachers(s: TrainSettings, cfg: RegressionConfig, out: Path) -> list[RegressionNet]:
     """The networks of ``s.teacher`` (a regression checkpoint, an ensemble's every network), for distillation."""
     if not s.teacher:
         return []
+    if Path(s.teacher).resolve() in (out.resolve(), out.with_name(out.stem + ".last.pt").resolve()):
+        raise DatasetError("the teacher is the checkpoint this training writes; write to another file", s.teacher)
     from meltloc.heads.regression import RegressionHead, canvas_text, same_canvas
 
     head = RegressionHead(load_checkpoint(s.teacher, expect_head=HEAD), s.device)
