@@ -160,11 +160,20 @@ def _fade_layers(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generat
 def _photometric(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generator, rows_per_mm: float) -> np.ndarray:
     """The look-changing augmentations of :func:`random_crop` on a float crop (rows x width); labels stay true."""
     h, w = crop.shape
-    col = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / max((w - 1) / 2, 1)
     if rng.random() < 0.5:  # tilt: shear the crop, each column shifted in proportion to its distance from the axis
         half_tilt = rng.uniform(-2.0, 2.0) * rows_per_mm
         m = np.float32([[1, 0, 0], [half_tilt / max((w - 1) / 2, 1), 1, -half_tilt]])
         crop = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return change_look(crop, intervals, rng, rows_per_mm)
+
+
+def change_look(crop: np.ndarray, intervals: np.ndarray, rng: np.random.Generator, rows_per_mm: float) -> np.ndarray:
+    """The augmentations of :func:`_photometric` that move nothing, on a float crop (rows x width, 0-255): some
+    layers at ``intervals`` (crop rows) faded, then diffuse edges, gain, haze, gamma, vignetting, column
+    fixed-pattern gain, row flicker, focus blur and sensor noise, each with its own probability. Boxes and
+    intervals stay true, so the YOLO head's training uses it on its tiles too."""
+    h, w = crop.shape
+    col = (np.arange(w, dtype=np.float32) - (w - 1) / 2) / max((w - 1) / 2, 1)
     if len(intervals) and rng.random() < 0.5:
         crop = _fade_layers(crop, intervals, rng, rows_per_mm)
     if rng.random() < 0.3:  # diffuse edges: blur along depth only

@@ -221,3 +221,42 @@ def test_run_folder_defaults_beside_the_checkpoint_but_never_in_the_repository(t
     repo = Path(__file__).resolve().parents[1]
     assert default_runs(tmp_path / "yolo.pt") == tmp_path / "yolo.pt.runs"
     assert not default_runs(repo / "weights" / "yolo.pt").is_relative_to(repo)
+
+
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
+
+
+def test_look_augmentation_changes_training_tiles_but_never_their_boxes(yolo_data, tmp_path, monkeypatch):
+    """``YoloSettings(look=1)``: every training tile ultralytics builds gets the regression head's look change
+    (another picture, still grey), its boxes untouched; the run records the setting for --resume; and training
+    writes nothing into the convert output (ultralytics' label caches go to the run folder)."""
+    from meltloc.checkpoint import load_checkpoint
+    from meltloc.heads.yolo.config import YoloSettings
+    from meltloc.heads.yolo.look import LookAugment
+    from meltloc.heads.yolo.train import LOOK_FILE, train
+
+    seen = []
+    change = LookAugment.__call__
+
+    def spy(self, labels):
+        before, boxes = labels["img"].copy(), labels["instances"].bboxes.copy()
+        after = change(self, labels)
+        seen.append((before, after["img"], boxes, after["instances"].bboxes.copy()))
+        return after
+
+    monkeypatch.setattr(LookAugment, "__call__", spy)
+    before_tree = _tree(yolo_data)
+    out, runs = tmp_path / "yolo.pt", tmp_path / "runs"
+    train(yolo_data, out, YoloSettings(batch=8, epochs=1, imgsz=TILE_ROWS, look=1.0, runs=str(runs)))
+
+    listed = (runs / "train" / "train.txt").read_text().split()
+    assert len(seen) == len(listed) > 0  # every training tile of the epoch, none of the val tiles
+    assert all(not np.array_equal(before, after) for before, after, _, _ in seen)
+    assert all(after.dtype == np.uint8 and (after == after[..., :1]).all() for _, after, _, _ in seen)
+    assert all(np.array_equal(b0, b1) for _, _, b0, b1 in seen)
+    assert sum(len(b) for _, _, b, _ in seen) > 0
+    assert load_checkpoint(out, expect_head="yolo")["train"]["look"] == 1.0
+    assert json.loads((runs / "train" / LOOK_FILE).read_text())["share"] == 1.0
+    assert _tree(yolo_data) == before_tree
+    assert list((runs / "train" / "tiles" / "labels").glob("*.cache"))

@@ -103,6 +103,9 @@ class YoloSettings:
         threads: torch threads (0: torch's default).
         positive_repeats: each training tile holding a box is listed this many times per epoch (most tiles
             are background: ~1 in 8 holds a layer in the synthetic cores).
+        look: share of the training tiles given another look by the regression head's pixel augmentation (faded
+            layers, gain, haze, gamma, vignetting, column patterns, row flicker, blur, noise; see
+            :mod:`meltloc.heads.yolo.look`); 0: ultralytics' own augmentation only.
         val_min_score: detections kept when choosing the operating threshold on the val split.
         seed, device: as for every head.
     """
@@ -134,6 +137,7 @@ class YoloSettings:
     amp: bool = False
     threads: int = 0
     positive_repeats: int = 3
+    look: float = 0.0
     val_min_score: float = 0.05
     seed: int = 0
     device: str = "cpu"

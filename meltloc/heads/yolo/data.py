@@ -6,6 +6,7 @@ scale and tiling, the run's train list and ``data.yaml``, and the boxes ultralyt
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -89,32 +90,57 @@ def split_has_tiles(data_dir: Path, split: str) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
-def train_list(data_dir: Path, run_dir: Path, positive_repeats: int = 1) -> Path:
-    """``train.txt`` in the run folder: every training tile once, those holding a box ``positive_repeats`` times."""
+def linked_tiles(data_dir: Path, dest: Path) -> Path:
+    """``dest`` holding links to the convert output's ``yolo/images/<split>`` and ``yolo/labels/<split>`` folders.
+
+    ultralytics writes its label cache beside the label folders (``labels/train.cache``); reading the tiles
+    through these links puts it in ``dest`` instead of the convert output, which training only reads.
+    """
+    root = (Path(data_dir) / "yolo").resolve()
+    for kind in ("images", "labels"):
+        for split_dir in sorted(p for p in (root / kind).iterdir() if p.is_dir()) if (root / kind).is_dir() else []:
+            link = dest / kind / split_dir.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(split_dir, target_is_directory=True)
+    return dest
+
+
+def train_list(data_dir: Path, run_dir: Path, positive_repeats: int = 1, tiles: Path | None = None,
+               split: str = "train") -> Path:
+    """``<split>.txt`` in the run folder: every tile of the split once, those holding a box ``positive_repeats``
+    times; paths under ``tiles`` (see :func:`linked_tiles`) when given, else in the convert output.
+
+    A list, not a folder: ultralytics resolves a folder's links, not the paths a list names."""
     root = (data_dir / "yolo").resolve()
+    listed = tiles if tiles is not None else root
     lines = []
-    for image in sorted((root / "images" / "train").iterdir()):
-        label = root / "labels" / "train" / (image.stem + ".txt")
+    for image in sorted((root / "images" / split).iterdir()):
+        label = root / "labels" / split / (image.stem + ".txt")
         has_box = label.is_file() and label.stat().st_size > 0
-        lines += [image.as_posix()] * (max(1, int(positive_repeats)) if has_box else 1)
-    path = run_dir / "train.txt"
+        lines += [(listed / "images" / split / image.name).as_posix()] * (
+            max(1, int(positive_repeats)) if has_box else 1)
+    path = run_dir / f"{split}.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def write_run_data_yaml(data_dir: Path, run_dir: Path, positive_repeats: int = 1) -> Path:
-    """A ``data.yaml`` for this run with paths resolved from ``data_dir`` (so a moved convert folder still works).
+    """A ``data.yaml`` for this run with paths resolved from ``data_dir`` (so a moved convert folder still works),
+    read through links in the run folder (:func:`linked_tiles`: ultralytics' label caches land there).
 
     The train split is :func:`train_list`. Without val tiles, the train tiles stand in (and ultralytics'
     validation is switched off by the caller).
     """
     import yaml
 
-    root = (data_dir / "yolo").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    tiles = linked_tiles(data_dir, run_dir / "tiles")
     val = "val" if split_has_tiles(data_dir, "val") else "train"
-    data = {"path": root.as_posix(), "train": train_list(data_dir, run_dir, positive_repeats).as_posix(),
-            "val": (root / "images" / val).as_posix(), "names": dict(enumerate(CLASSES))}
+    data = {"path": tiles.as_posix(), "train": train_list(data_dir, run_dir, positive_repeats, tiles).as_posix(),
+            "val": (train_list(data_dir, run_dir, 1, tiles, "val").as_posix() if val == "val"
+                    else (run_dir / "train.txt").as_posix()), "names": dict(enumerate(CLASSES))}
     path = run_dir / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -143,8 +169,14 @@ def count_kept_labels(data_dir: str | Path, settings: YoloSettings | None = None
     args = get_cfg(overrides={k: v for k, v in train_overrides(settings, cfg, Path("x"), Path("x")).items()
                               if k not in ("data", "project", "name")})
     data = {"names": dict(enumerate(CLASSES)), "nc": len(CLASSES), "channels": 3}
-    dataset = build_yolo_dataset(args, str(data_dir / "yolo" / "images" / split), settings.batch, data,
-                                 mode="train", rect=True, stride=STRIDE)
+    with tempfile.TemporaryDirectory() as tmp:  # ultralytics' label cache goes there, not into data_dir
+        tiles = linked_tiles(data_dir, Path(tmp))
+        dataset = build_yolo_dataset(args, str(tiles / "images" / split), settings.batch, data, mode="train",
+                                     rect=True, stride=STRIDE)
+        return _count_boxes(dataset, passes)
+
+
+def _count_boxes(dataset, passes: int) -> tuple[int, int]:
     n_in = passes * sum(len(lb["cls"]) for lb in dataset.labels)
     n_out = 0
     for _ in range(passes):

@@ -22,6 +22,7 @@ unless ``--trust-checkpoint`` is given.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict
@@ -138,6 +139,23 @@ def check_resumable(last: Path) -> None:
                               last)
 
 
+LOOK_FILE = "meltloc_look.json"  # the look augmentation of a run, for --resume
+
+
+def _trainer(rows_per_mm: float = 10.0, share: float = 0.0, seed: int = 0):
+    """The ultralytics trainer class of a run: ultralytics' own, or one with our look augmentation."""
+    if share <= 0:
+        return None
+    from meltloc.heads.yolo.look import trainer_with_look
+
+    return trainer_with_look(rows_per_mm, share, seed)
+
+
+def _read_look(run_dir: Path) -> dict:
+    path = run_dir / LOOK_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def default_runs(out: Path) -> Path:
     """Where ultralytics' run files go when the user does not say: ``<out>.runs/`` beside the checkpoint, unless
     that is inside meltloc's own source tree (e.g. ``--out weights/yolo.pt``): then the private cache folder."""
@@ -210,14 +228,16 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
             raise CheckpointError("this run finished (ultralytics keeps no optimizer state at the end): nothing to "
                                   "resume; train again with more --epochs", last)
         _register_callbacks(yolo)
-        yolo.train(resume=True)
+        yolo.train(resume=True, trainer=_trainer(**_read_look(run_dir)))
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir / "weights", ignore_errors=True)  # no stale best.pt from an earlier run
         data_yaml = write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
         yolo = start_model(model_src, run_dir)
         _register_callbacks(yolo)
-        yolo.train(**train_overrides(s, cfg, data_yaml, run_dir, validate))
+        look = {"rows_per_mm": cfg.px_per_mm * cfg.tile_scale, "share": s.look, "seed": s.seed}
+        (run_dir / LOOK_FILE).write_text(json.dumps(look), encoding="utf-8")
+        yolo.train(trainer=_trainer(**look), **train_overrides(s, cfg, data_yaml, run_dir, validate))
     train_seconds = time.time() - t0
 
     weights = run_dir / "weights" / ("best.pt" if (run_dir / "weights" / "best.pt").is_file() else "last.pt")
