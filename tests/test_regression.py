@@ -49,9 +49,10 @@ def test_nms_keeps_the_best_of_duplicates_and_distinct_layers():
     assert iou_loss_1d(boxes, boxes).abs().max().item() < 1e-6
 
 
-def test_fused_network_gives_the_same_outputs():
+@pytest.mark.parametrize("stem_blocks", [0, 1])
+def test_fused_network_gives_the_same_outputs(stem_blocks):
     torch.manual_seed(0)
-    model = RegressionNet(RegressionConfig()).eval()
+    model = RegressionNet(RegressionConfig(stem_blocks=stem_blocks)).eval()
     for m in model.modules():
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -61,6 +62,8 @@ def test_fused_network_gives_the_same_outputs():
         a = model(x)
         b = fuse_for_inference(model)(x)
     assert torch.allclose(a[0], b[0], atol=1e-4) and torch.allclose(a[1], b[1], atol=1e-3)
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in model.modules())
+    assert a[0].shape == (1, 2, 128) and a[1].shape == (1, 2, 128)
 
 
 def test_training_writes_one_self_contained_checkpoint(trained):

@@ -19,7 +19,11 @@ FCOS/ActionFormer in one dimension:
   -6..6 mm across the strip, the four column groups shifted back along it and
   averaged; the best tilt per channel), so that a thin tilted layer, which a
   plain mean smears over several millimetres, adds up. (Checkpoints from
-  before it pool with the mean and the maximum only.)
+  before it pool with the mean and the maximum only.) ``stem_blocks`` > 0
+  keeps 16 columns (5 mm each) after the depth halving and adds that many
+  residual 2-D blocks there, so the stem can see a core break's jags across
+  the width before pooling (off by default; about 2.3 x the network's time
+  with one block).
 * **1-D encoder-decoder**: residual dilated convolutions at strides 2, 4, 8
   and 16 and back up to stride 2 with skip connections. The receptive field is
   about +/- 60 mm of core: enough to see a 15 mm layer with the ice on both
@@ -74,6 +78,7 @@ class RegressionConfig(PlainConfig):
     norm_window_mm: float = 41.0
     pooling: str = "steered"
     steer_mm: tuple[float, ...] = tuple(float(t) for t in range(-6, 7))
+    stem_blocks: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "RegressionConfig":
@@ -121,6 +126,21 @@ class _Conv2d(nn.Sequential):
                          nn.ReLU(inplace=True))
 
 
+class _Res2d(nn.Module):
+    """Residual block of two 3 x 3 convolutions over (depth, width), dilated along depth."""
+
+    def __init__(self, channels: int, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=(dilation, 1), dilation=(dilation, 1), bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=(dilation, 1), dilation=(dilation, 1), bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(x + self.bn2(self.conv2(y)), inplace=True)
+
+
 class _Res1d(nn.Module):
     """Residual block: two dilated 1-D convolutions."""
 
@@ -150,11 +170,20 @@ class RegressionNet(nn.Module):
         super().__init__()
         c0, c1, c2, c3 = cfg.channels
         self.cfg = cfg
-        self.stem = nn.Sequential(
-            _Conv2d(1, c0 // 2, (3, 4), (1, 4), (1, 0)),
-            _Conv2d(c0 // 2, c0, 3, (2, 2), 1),
-            _Conv2d(c0, c0, 3, (1, 2), 1),
-        )
+        if cfg.stem_blocks:  # a deeper stem: residual 2-D blocks at 16 columns (5 mm each), where a break's jags show
+            self.stem = nn.Sequential(
+                _Conv2d(1, c0 // 2, (3, 4), (1, 4), (1, 0)),
+                _Conv2d(c0 // 2, c0, 3, (2, 1), 1),
+                *[_Res2d(c0, 2 ** i) for i in range(cfg.stem_blocks)],
+                _Conv2d(c0, c0, 3, (1, 2), 1),
+                _Conv2d(c0, c0, 3, (1, 2), 1),
+            )
+        else:
+            self.stem = nn.Sequential(
+                _Conv2d(1, c0 // 2, (3, 4), (1, 4), (1, 0)),
+                _Conv2d(c0 // 2, c0, 3, (2, 2), 1),
+                _Conv2d(c0, c0, 3, (1, 2), 1),
+            )
         pooled = 3 * c0 if cfg.pooling == "steered" else 2 * c0
         self.squeeze = nn.Sequential(nn.Conv1d(pooled, c0, 1, bias=False), nn.BatchNorm1d(c0), nn.ReLU(inplace=True))
         self.enc0 = _Res1d(c0, 1)
@@ -440,7 +469,7 @@ def fuse_for_inference(model: RegressionNet) -> RegressionNet:
                 if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
                     module[i] = fuse_conv_bn_eval(conv, bn)
                     module[i + 1] = nn.Identity()
-        elif isinstance(module, _Res1d):
+        elif isinstance(module, (_Res1d, _Res2d)):
             module.conv1, module.bn1 = fuse_conv_bn_eval(module.conv1, module.bn1), nn.Identity()
             module.conv2, module.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
     return model
