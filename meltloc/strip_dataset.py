@@ -210,7 +210,7 @@ def _insert_lens(crop: np.ndarray, top0: float, rng: np.random.Generator, mm: fl
     return crop * (1 - rng.uniform(0.5, 1.0) * cover), float(mid)
 
 
-def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.ndarray, rng: np.random.Generator,
+def draw_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.ndarray, rng: np.random.Generator,
                    rows_per_mm: float, layer_class: int, inside: tuple[float, float], lens_class: int | None = None,
                    lens_share: float = 0.0):
     """Draw one or two extra melt layers into a float crop (rows x width) where it holds none, and label them.
@@ -268,7 +268,7 @@ def _insert_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.nd
 STRIP_WIDTH_MM = 80.0
 
 
-def _insert_breaks(crop: np.ndarray, iv: np.ndarray, ign: np.ndarray, rng: np.random.Generator, rows_per_mm: float,
+def draw_breaks(crop: np.ndarray, iv: np.ndarray, ign: np.ndarray, rng: np.random.Generator, rows_per_mm: float,
                    inside: tuple[float, float]) -> np.ndarray:
     """Draw up to three core breaks into a float crop (rows x width), unlabelled: what a melt layer is not.
 
@@ -322,9 +322,9 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     gain, row flicker, isotropic blur and noise. Every transform keeps the
     intervals true. With ``layer_class`` (the melt layer's class index), a
     share ``insert`` of the crops also get one or two melt layers drawn where
-    they hold none (:func:`_insert_layers`): faint, thick, diffuse and tilted
+    they hold none (:func:`draw_layers`): faint, thick, diffuse and tilted
     layers are rare in any labelled set. A share ``breaks`` of the crops gets up
-    to three core breaks drawn in, unlabelled (:func:`_insert_breaks`): thin dark
+    to three core breaks drawn in, unlabelled (:func:`draw_breaks`): thin dark
     lines that are not melt. (``insert`` and ``breaks`` default to 0 here; the
     trainer passes its settings, ``TrainSettings.insert_layers`` and
     ``TrainSettings.insert_breaks``.)
@@ -360,10 +360,10 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     n_true = len(iv)
     inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
     if augment and layer_class is not None and rng.random() < insert:
-        crop, iv, cls = _insert_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside, lens_class,
+        crop, iv, cls = draw_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside, lens_class,
                                        lens_share)
     if augment and breaks > 0 and rng.random() < breaks:
-        crop = _insert_breaks(crop, iv, ign, rng, rows_per_mm, inside)
+        crop = draw_breaks(crop, iv, ign, rng, rows_per_mm, inside)
     if augment:
         if rng.random() < 0.5:
             crop = crop[::-1]

@@ -206,12 +206,12 @@ def test_fading_makes_dark_layers_faint_but_never_fainter_than_a_logged_layer():
 
 
 def test_drawn_faint_layers_are_at_least_as_dark_as_a_logged_faint_layer():
-    from meltloc.strip_dataset import FAINTEST_DARKNESS, _insert_layers
+    from meltloc.strip_dataset import FAINTEST_DARKNESS, draw_layers
 
     rng = np.random.default_rng(5)
     lightest = 1.0
     for _ in range(60):
-        crop, iv, _ = _insert_layers(np.full((1024, 64), 150.0, np.float32), np.zeros((0, 2)), np.zeros(0, np.int64),
+        crop, iv, _ = draw_layers(np.full((1024, 64), 150.0, np.float32), np.zeros((0, 2)), np.zeros(0, np.int64),
                                      np.zeros((0, 2)), rng, rows_per_mm=10.0, layer_class=0, inside=(0.0, 1024.0))
         for a, b in iv:
             if b - a >= 40:  # thick enough for a middle untouched by ramped edges, tilt and waves
@@ -248,14 +248,14 @@ def test_drawn_lenses_are_dark_over_part_of_the_width_and_labelled_as_a_logged_l
 def test_drawn_breaks_are_thin_dark_unlabelled_lines_clear_of_every_label():
     # Core breaks (thin, nearly black, jagged, near horizontal) are what the hard set's false layers lie on:
     # drawn into training crops, unlabelled, they teach a head what a melt layer is not.
-    from meltloc.strip_dataset import _insert_breaks
+    from meltloc.strip_dataset import draw_breaks
 
     rng = np.random.default_rng(6)
     layer, ignore = np.array([[300.0, 340.0]]), np.array([[700.0, 720.0]])
     drawn = 0
     for _ in range(30):
         ice = np.full((1024, 64), 150.0, np.float32)
-        crop = _insert_breaks(ice.copy(), layer, ignore, rng, rows_per_mm=10.0, inside=(50.0, 1000.0))
+        crop = draw_breaks(ice.copy(), layer, ignore, rng, rows_per_mm=10.0, inside=(50.0, 1000.0))
         dark = crop < 0.75 * 150
         rows = np.flatnonzero(dark.any(axis=1))
         if not rows.size:  # no room found for a steep one among the labels: nothing drawn, nothing wrong

@@ -260,3 +260,41 @@ def test_look_augmentation_changes_training_tiles_but_never_their_boxes(yolo_dat
     assert json.loads((runs / "train" / LOOK_FILE).read_text())["share"] == 1.0
     assert _tree(yolo_data) == before_tree
     assert list((runs / "train" / "tiles" / "labels").glob("*.cache"))
+
+
+def test_drawn_in_layers_get_full_width_boxes_and_breaks_none():
+    """``YoloSettings(insert_layers=..., insert_breaks=...)``: a tile gets extra dark bands with full-width boxes
+    of the melt-layer class that ultralytics' ``Format`` turns into normal training targets; drawn breaks darken
+    the tile and add no box; the tile's own box stays where it was."""
+    from meltloc.heads.yolo.env import import_ultralytics
+    from meltloc.heads.yolo.look import LookAugment
+
+    import_ultralytics()
+    from ultralytics.data.augment import Format
+    from ultralytics.utils.instance import Instances
+
+    def tile():
+        img = np.full((640, 64, 3), 150, np.uint8)
+        img[300:310] = 20  # the tile's own layer, rows 300-310
+        return {"img": img, "cls": np.array([[0.0]], np.float32),
+                "instances": Instances(np.array([[32.0, 305.0, 64.0, 10.0]], np.float32), bbox_format="xywh",
+                                       normalized=False)}
+
+    drawn = 0
+    for seed in range(8):
+        labels = LookAugment(10.0, 0.0, seed, layers=1.0)(tile())
+        boxes = labels["instances"]
+        boxes.convert_bbox("xyxy")
+        assert len(boxes) == len(labels["cls"]) >= 1
+        drawn += len(boxes) - 1
+        assert np.allclose(boxes.bboxes[0], [0, 300, 64, 310])
+        for x0, y0, x1, y1 in boxes.bboxes[1:]:
+            assert (x0, x1) == (0, 64) and y1 - y0 >= 5 and (y1 < 300 or y0 > 310)
+            band = labels["img"][int(np.ceil(y0)):int(y1), :, 0]
+            assert band.min() < 140 and band.mean() < 149  # a dark band lies under the box
+        out = Format(bbox_format="xywh", normalize=True, batch_idx=True)(labels)
+        assert out["bboxes"].shape == (len(boxes), 4) and float(out["bboxes"][:, 2].min()) == pytest.approx(1.0)
+
+        labels = LookAugment(10.0, 0.0, seed, breaks=1.0)(tile())
+        assert len(labels["instances"]) == 1 and (labels["img"] < 100).sum() > 10 * 64
+    assert drawn >= 6  # one or two per tile where there is room

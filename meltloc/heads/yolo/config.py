@@ -106,6 +106,9 @@ class YoloSettings:
         look: share of the training tiles given another look by the regression head's pixel augmentation (faded
             layers, gain, haze, gamma, vignetting, column patterns, row flicker, blur, noise; see
             :mod:`meltloc.heads.yolo.look`); 0: ultralytics' own augmentation only.
+        insert_layers: share of the training tiles that get one or two melt layers drawn in, with their boxes
+            (faint, thick, diffuse, tilted: as the regression head's ``TrainSettings.insert_layers``).
+        insert_breaks: share of the training tiles that get up to three core breaks drawn in, unlabelled.
         val_min_score: detections kept when choosing the operating threshold on the val split.
         seed, device: as for every head.
     """
@@ -138,6 +141,8 @@ class YoloSettings:
     threads: int = 0
     positive_repeats: int = 3
     look: float = 0.0
+    insert_layers: float = 0.0
+    insert_breaks: float = 0.0
     val_min_score: float = 0.05
     seed: int = 0
     device: str = "cpu"

@@ -142,13 +142,13 @@ def check_resumable(last: Path) -> None:
 LOOK_FILE = "meltloc_look.json"  # the look augmentation of a run, for --resume
 
 
-def _trainer(rows_per_mm: float = 10.0, share: float = 0.0, seed: int = 0):
+def _trainer(rows_per_mm: float = 10.0, share: float = 0.0, seed: int = 0, layers: float = 0.0, breaks: float = 0.0):
     """The ultralytics trainer class of a run: ultralytics' own, or one with our look augmentation."""
-    if share <= 0:
+    if share <= 0 and layers <= 0 and breaks <= 0:
         return None
     from meltloc.heads.yolo.look import trainer_with_look
 
-    return trainer_with_look(rows_per_mm, share, seed)
+    return trainer_with_look(rows_per_mm, share, seed, layers, breaks)
 
 
 def _read_look(run_dir: Path) -> dict:
@@ -235,7 +235,8 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
         data_yaml = write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
         yolo = start_model(model_src, run_dir)
         _register_callbacks(yolo)
-        look = {"rows_per_mm": cfg.px_per_mm * cfg.tile_scale, "share": s.look, "seed": s.seed}
+        look = {"rows_per_mm": cfg.px_per_mm * cfg.tile_scale, "share": s.look, "seed": s.seed,
+                "layers": s.insert_layers, "breaks": s.insert_breaks}
         (run_dir / LOOK_FILE).write_text(json.dumps(look), encoding="utf-8")
         yolo.train(trainer=_trainer(**look), **train_overrides(s, cfg, data_yaml, run_dir, validate))
     train_seconds = time.time() - t0
