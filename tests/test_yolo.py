@@ -298,3 +298,40 @@ def test_drawn_in_layers_get_full_width_boxes_and_breaks_none():
         labels = LookAugment(10.0, 0.0, seed, breaks=1.0)(tile())
         assert len(labels["instances"]) == 1 and (labels["img"] < 100).sum() > 10 * 64
     assert drawn >= 6  # one or two per tile where there is room
+
+
+def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monkeypatch):
+    """An interrupted run with ``look`` resumed with default settings goes on with the run's own augmentation,
+    and the checkpoint says so."""
+    from meltloc.checkpoint import load_checkpoint
+    from meltloc.heads.yolo import look as look_module
+    from meltloc.heads.yolo import train as yolo_train
+    from meltloc.heads.yolo.config import YoloSettings
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(trainer):
+        if trainer.epoch == 0:
+            raise Stop
+
+    register = yolo_train._register_callbacks
+
+    def with_stop(yolo):
+        register(yolo)
+        yolo.add_callback("on_fit_epoch_end", stop_after_first_epoch)
+
+    monkeypatch.setattr(yolo_train, "_register_callbacks", with_stop)
+    runs = tmp_path / "runs"
+    with pytest.raises(Stop):
+        yolo_train.train(yolo_data, tmp_path / "yolo.pt",
+                         YoloSettings(batch=8, epochs=2, imgsz=TILE_ROWS, look=1.0, runs=str(runs)))
+    monkeypatch.setattr(yolo_train, "_register_callbacks", register)
+
+    calls = []
+    change = look_module.LookAugment.__call__
+    monkeypatch.setattr(look_module.LookAugment, "__call__", lambda self, labels: calls.append(1) or change(self, labels))
+    out = tmp_path / "resumed.pt"
+    yolo_train.train(yolo_data, out, YoloSettings(imgsz=TILE_ROWS), resume=runs / "train")
+    assert len(calls) == len((runs / "train" / "train.txt").read_text().split())  # the second epoch's tiles
+    assert load_checkpoint(out, expect_head="yolo")["train"]["look"] == 1.0

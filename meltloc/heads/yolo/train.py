@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +228,10 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
             raise CheckpointError("this run finished (ultralytics keeps no optimizer state at the end): nothing to "
                                   "resume; train again with more --epochs", last)
         _register_callbacks(yolo)
-        yolo.train(resume=True, trainer=_trainer(**_read_look(run_dir)))
+        look = _read_look(run_dir)  # the run's own augmentation, whatever the settings passed now say
+        s = replace(s, look=look.get("share", 0.0), insert_layers=look.get("layers", 0.0),
+                    insert_breaks=look.get("breaks", 0.0))
+        yolo.train(resume=True, trainer=_trainer(**look))
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir / "weights", ignore_errors=True)  # no stale best.pt from an earlier run
