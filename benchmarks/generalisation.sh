@@ -115,6 +115,19 @@ for seed in 0 1; do
 done
 # (the same in one command, as weights/regression.pt was made: train_members(..., 3) in README, "Shipped weights")
 git -C "$REPO" show 0ed3e73:weights/regression.pt > "$OUT/regression_seventh.pt"
+# Tenth round: YOLO with the regression head's look change (A) and with drawn-in layers and breaks as well (B),
+# seeds 0 and 1 each; and the regression head with a deeper stem (one residual 2-D block at 16 columns)
+yolo() {  # yolo DATA OUT PYTHON-SETTINGS: train the YOLO head with the current code and these settings
+  python -c "from meltloc.heads.yolo.config import YoloSettings as S; from meltloc.heads.yolo.train import train; \
+train('$1', '$2', S($3))"
+}
+for seed in 0 1; do
+  yolo conv24 "$OUT/yolo24_look_s$seed.pt" "look=1.0, seed=$seed, threads=1, device='cpu'"
+  yolo conv24 "$OUT/yolo24_look_draw_s$seed.pt" "look=1.0, insert_layers=0.5, insert_breaks=0.5, seed=$seed, threads=1, device='cpu'"
+  python -c "from meltloc.heads.regression.net import RegressionConfig as C; \
+from meltloc.heads.regression.train import TrainSettings as S, train; \
+train('conv24', '$OUT/reg24_stem_s$seed.pt', S(focal_alpha=0.5, insert_breaks=0.5, seed=$seed), config=C(stem_blocks=1))"
+done
 # what the seventh round's shipped weights' false layers lie on: every detection down to 0.2, against the drawn truth's features
 $M detect hard_test/images --sections hard_test/sections.tab --weights "$OUT/regression_seventh.pt" \
     --min-score 0.2 --out "$OUT/shipped_hard_low.csv" --quiet --overwrite
@@ -136,6 +149,8 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/reg24_alpha_breaks100_s0.pt" "$OUT/reg24_alpha_breaks100_s1.pt" \
       "$OUT/ens24_alpha_breaks.pt" "$OUT/reg_big20_alpha_breaks_s1.pt" "$OUT/reg_big20_alpha_breaks_s2.pt" \
       "$OUT/ens_big20_alpha_breaks.pt" "$OUT/regression_seventh.pt" "$OUT/reg24_taught_s0.pt" "$OUT/reg24_taught_s1.pt" \
+      "$OUT/reg24_stem_s0.pt" "$OUT/reg24_stem_s1.pt" "$OUT/yolo24_look_s0.pt" "$OUT/yolo24_look_s1.pt" \
+      "$OUT/yolo24_look_draw_s0.pt" "$OUT/yolo24_look_draw_s1.pt" \
       "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found

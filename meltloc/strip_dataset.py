@@ -211,8 +211,8 @@ def _insert_lens(crop: np.ndarray, top0: float, rng: np.random.Generator, mm: fl
 
 
 def draw_layers(crop: np.ndarray, iv: np.ndarray, cls: np.ndarray, ign: np.ndarray, rng: np.random.Generator,
-                   rows_per_mm: float, layer_class: int, inside: tuple[float, float], lens_class: int | None = None,
-                   lens_share: float = 0.0):
+                rows_per_mm: float, layer_class: int, inside: tuple[float, float], lens_class: int | None = None,
+                lens_share: float = 0.0):
     """Draw one or two extra melt layers into a float crop (rows x width) where it holds none, and label them.
 
     A melt layer is bubble-free ice: a band across the whole core that darkens
@@ -269,7 +269,7 @@ STRIP_WIDTH_MM = 80.0
 
 
 def draw_breaks(crop: np.ndarray, iv: np.ndarray, ign: np.ndarray, rng: np.random.Generator, rows_per_mm: float,
-                   inside: tuple[float, float]) -> np.ndarray:
+                inside: tuple[float, float]) -> np.ndarray:
     """Draw up to three core breaks into a float crop (rows x width), unlabelled: what a melt layer is not.
 
     A break is a thin (0.1-0.5 mm), nearly black, jagged line across the whole
@@ -361,7 +361,7 @@ def random_crop(sample: StripSample, rng: np.random.Generator, rows: int, focus:
     inside = (max(0.0, -top * factor), min(float(rows), (h - top) * factor))  # crop rows that are core
     if augment and layer_class is not None and rng.random() < insert:
         crop, iv, cls = draw_layers(crop, iv, cls, ign, rng, rows_per_mm, layer_class, inside, lens_class,
-                                       lens_share)
+                                     lens_share)
     if augment and breaks > 0 and rng.random() < breaks:
         crop = draw_breaks(crop, iv, ign, rng, rows_per_mm, inside)
     if augment:

@@ -212,7 +212,7 @@ def test_drawn_faint_layers_are_at_least_as_dark_as_a_logged_faint_layer():
     lightest = 1.0
     for _ in range(60):
         crop, iv, _ = draw_layers(np.full((1024, 64), 150.0, np.float32), np.zeros((0, 2)), np.zeros(0, np.int64),
-                                     np.zeros((0, 2)), rng, rows_per_mm=10.0, layer_class=0, inside=(0.0, 1024.0))
+                                  np.zeros((0, 2)), rng, rows_per_mm=10.0, layer_class=0, inside=(0.0, 1024.0))
         for a, b in iv:
             if b - a >= 40:  # thick enough for a middle untouched by ramped edges, tilt and waves
                 lightest = min(lightest, 1 - crop[int((a + b) / 2), 30:34].max() / 150.0)  # on the core's axis

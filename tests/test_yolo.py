@@ -234,7 +234,7 @@ def test_look_augmentation_changes_training_tiles_but_never_their_boxes(yolo_dat
     from meltloc.checkpoint import load_checkpoint
     from meltloc.heads.yolo.config import YoloSettings
     from meltloc.heads.yolo.look import LookAugment
-    from meltloc.heads.yolo.train import LOOK_FILE, train
+    from meltloc.heads.yolo.train import RUN_FILE, train
 
     seen = []
     change = LookAugment.__call__
@@ -257,47 +257,66 @@ def test_look_augmentation_changes_training_tiles_but_never_their_boxes(yolo_dat
     assert all(np.array_equal(b0, b1) for _, _, b0, b1 in seen)
     assert sum(len(b) for _, _, b, _ in seen) > 0
     assert load_checkpoint(out, expect_head="yolo")["train"]["look"] == 1.0
-    assert json.loads((runs / "train" / LOOK_FILE).read_text())["share"] == 1.0
+    assert json.loads((runs / "train" / RUN_FILE).read_text())["share"] == 1.0
     assert _tree(yolo_data) == before_tree
     assert list((runs / "train" / "tiles" / "labels").glob("*.cache"))
 
 
-def test_drawn_in_layers_get_full_width_boxes_and_breaks_none():
-    """``YoloSettings(insert_layers=..., insert_breaks=...)``: a tile gets extra dark bands with full-width boxes
-    of the melt-layer class that ultralytics' ``Format`` turns into normal training targets; drawn breaks darken
-    the tile and add no box; the tile's own box stays where it was."""
+def test_drawn_in_layers_get_full_width_boxes_and_breaks_none(tmp_path):
+    """``YoloSettings(insert_layers=..., insert_breaks=...)``: through ultralytics' own training pipeline (drawing
+    first, then its translation, flips and box filter), tiles come out with extra full-width boxes of the
+    melt-layer class, none thinner than convert's smallest box, each over a dark band; drawn breaks add no box;
+    the tiles' own boxes all survive."""
+    from meltloc.heads.yolo.config import YoloSettings
+    from meltloc.heads.yolo.data import dataset_config, linked_tiles
     from meltloc.heads.yolo.env import import_ultralytics
-    from meltloc.heads.yolo.look import LookAugment
+    from meltloc.heads.yolo.look import DrawAugment
 
     import_ultralytics()
-    from ultralytics.data.augment import Format
-    from ultralytics.utils.instance import Instances
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
 
-    def tile():
-        img = np.full((640, 64, 3), 150, np.uint8)
-        img[300:310] = 20  # the tile's own layer, rows 300-310
-        return {"img": img, "cls": np.array([[0.0]], np.float32),
-                "instances": Instances(np.array([[32.0, 305.0, 64.0, 10.0]], np.float32), bbox_format="xywh",
-                                       normalized=False)}
+    from meltloc.formats_yolo import CLASSES
+    from meltloc.heads.yolo.config import STRIDE, train_overrides
+
+    data = _thin_box_dataset(tmp_path / "data", n_tiles=8, rows=640)
+    settings = YoloSettings(batch=4)
+    cfg = dataset_config(data, settings.imgsz)
+    args = get_cfg(overrides={k: v for k, v in train_overrides(settings, cfg, Path("x"), Path("x")).items()
+                              if k not in ("data", "project", "name")})
+    tiles = linked_tiles(data, tmp_path / "tiles")
+
+    def boxes_out(draw: DrawAugment) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        dataset = build_yolo_dataset(args, str(tiles / "images" / "train"), 4, {
+            "names": dict(enumerate(CLASSES)), "nc": len(CLASSES), "channels": 3}, mode="train", rect=True,
+            stride=STRIDE)
+        dataset.transforms.insert(0, draw)
+        out = []
+        for k in range(len(dataset)):
+            item = dataset[k]
+            out.append((item["img"][0].numpy(), item["bboxes"].numpy(), item["cls"].numpy().reshape(-1)))
+        return out
 
     drawn = 0
-    for seed in range(8):
-        labels = LookAugment(10.0, 0.0, seed, layers=1.0)(tile())
-        boxes = labels["instances"]
-        boxes.convert_bbox("xyxy")
-        assert len(boxes) == len(labels["cls"]) >= 1
-        drawn += len(boxes) - 1
-        assert np.allclose(boxes.bboxes[0], [0, 300, 64, 310])
-        for x0, y0, x1, y1 in boxes.bboxes[1:]:
-            assert (x0, x1) == (0, 64) and y1 - y0 >= 5 and (y1 < 300 or y0 > 310)
-            band = labels["img"][int(np.ceil(y0)):int(y1), :, 0]
-            assert band.min() < 140 and band.mean() < 149  # a dark band lies under the box
-        out = Format(bbox_format="xywh", normalize=True, batch_idx=True)(labels)
-        assert out["bboxes"].shape == (len(boxes), 4) and float(out["bboxes"][:, 2].min()) == pytest.approx(1.0)
-
-        labels = LookAugment(10.0, 0.0, seed, breaks=1.0)(tile())
-        assert len(labels["instances"]) == 1 and (labels["img"] < 100).sum() > 10 * 64
+    for img, boxes, cls in boxes_out(DrawAugment(10.0, 6.0, layers=1.0, breaks=0.0, seed=0)):
+        assert len(boxes) >= 2  # the tile's own two layers are all kept
+        extra = len(boxes) - 2
+        drawn += extra
+        assert (cls == 0).all()  # melt layers
+        assert np.allclose(boxes[:, 2], boxes[0, 2]) and boxes[0, 2] > 0.85  # full width, shifted like the true ones
+        h = img.shape[0]
+        heights = boxes[:, 3] * h
+        assert heights.min() >= 6.0 - 1e-3
+        for cx, cy, bw, bh in boxes:
+            band = img[int(np.ceil((cy - bh / 2) * h)):int((cy + bh / 2) * h)]
+            assert band.mean() < img.mean()  # a dark band lies under every box
     assert drawn >= 6  # one or two per tile where there is room
+
+    for img, boxes, cls in boxes_out(DrawAugment(10.0, 6.0, layers=0.0, breaks=1.0, seed=0)):
+        assert len(boxes) == 2  # breaks are not melt
+    assert sum((img < 60).sum() for img, _, _ in boxes_out(DrawAugment(10.0, 6.0, 0.0, 1.0, seed=1))) > \
+        sum((img < 60).sum() for img, _, _ in boxes_out(DrawAugment(10.0, 6.0, 0.0, 0.0, seed=1)))
+    assert not list((data / "yolo" / "labels").glob("*.cache"))
 
 
 def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monkeypatch):
@@ -327,6 +346,12 @@ def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monke
         yolo_train.train(yolo_data, tmp_path / "yolo.pt",
                          YoloSettings(batch=8, epochs=2, imgsz=TILE_ROWS, look=1.0, runs=str(runs)))
     monkeypatch.setattr(yolo_train, "_register_callbacks", register)
+    # as runs from before the links wrote it: data.yaml pointing into the convert output
+    root = (yolo_data / "yolo").resolve()
+    (runs / "train" / "data.yaml").write_text(json.dumps({
+        "path": root.as_posix(), "train": (runs / "train" / "train.txt").as_posix(),
+        "val": (root / "images" / "val").as_posix(), "names": {0: "melt_layer", 1: "melt_lens"}}))
+    before_tree = _tree(yolo_data)
 
     calls = []
     change = look_module.LookAugment.__call__
@@ -335,3 +360,4 @@ def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monke
     yolo_train.train(yolo_data, out, YoloSettings(imgsz=TILE_ROWS), resume=runs / "train")
     assert len(calls) == len((runs / "train" / "train.txt").read_text().split())  # the second epoch's tiles
     assert load_checkpoint(out, expect_head="yolo")["train"]["look"] == 1.0
+    assert _tree(yolo_data) == before_tree  # no label cache written into the convert output

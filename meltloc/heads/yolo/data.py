@@ -108,9 +108,10 @@ def linked_tiles(data_dir: Path, dest: Path) -> Path:
 
 
 def train_list(data_dir: Path, run_dir: Path, positive_repeats: int = 1, tiles: Path | None = None,
-               split: str = "train") -> Path:
-    """``<split>.txt`` in the run folder: every tile of the split once, those holding a box ``positive_repeats``
-    times; paths under ``tiles`` (see :func:`linked_tiles`) when given, else in the convert output.
+               split: str = "train", name: str | None = None) -> Path:
+    """``<name or split>.txt`` in the run folder: every tile of the split once, those holding a box
+    ``positive_repeats`` times; paths under ``tiles`` (see :func:`linked_tiles`) when given, else in the convert
+    output.
 
     A list, not a folder: ultralytics resolves a folder's links, not the paths a list names."""
     root = (data_dir / "yolo").resolve()
@@ -121,14 +122,15 @@ def train_list(data_dir: Path, run_dir: Path, positive_repeats: int = 1, tiles: 
         has_box = label.is_file() and label.stat().st_size > 0
         lines += [(listed / "images" / split / image.name).as_posix()] * (
             max(1, int(positive_repeats)) if has_box else 1)
-    path = run_dir / f"{split}.txt"
+    path = run_dir / f"{name or split}.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def write_run_data_yaml(data_dir: Path, run_dir: Path, positive_repeats: int = 1) -> Path:
-    """A ``data.yaml`` for this run with paths resolved from ``data_dir`` (so a moved convert folder still works),
-    read through links in the run folder (:func:`linked_tiles`: ultralytics' label caches land there).
+    """A ``data.yaml`` for this run with paths resolved from ``data_dir``, read through links in the run folder
+    (:func:`linked_tiles`: ultralytics' label caches land there). Written again on ``--resume``, so a moved
+    convert folder still works.
 
     The train split is :func:`train_list`. Without val tiles, the train tiles stand in (and ultralytics'
     validation is switched off by the caller).
@@ -139,8 +141,8 @@ def write_run_data_yaml(data_dir: Path, run_dir: Path, positive_repeats: int = 1
     tiles = linked_tiles(data_dir, run_dir / "tiles")
     val = "val" if split_has_tiles(data_dir, "val") else "train"
     data = {"path": tiles.as_posix(), "train": train_list(data_dir, run_dir, positive_repeats, tiles).as_posix(),
-            "val": (train_list(data_dir, run_dir, 1, tiles, "val").as_posix() if val == "val"
-                    else (run_dir / "train.txt").as_posix()), "names": dict(enumerate(CLASSES))}
+            "val": train_list(data_dir, run_dir, 1, tiles, val, name="val").as_posix(),
+            "names": dict(enumerate(CLASSES))}
     path = run_dir / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

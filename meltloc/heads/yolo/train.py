@@ -139,20 +139,21 @@ def check_resumable(last: Path) -> None:
                               last)
 
 
-LOOK_FILE = "meltloc_look.json"  # the look augmentation of a run, for --resume
+RUN_FILE = "meltloc_run.json"  # a run's own augmentation and list settings, for --resume
 
 
-def _trainer(rows_per_mm: float = 10.0, share: float = 0.0, seed: int = 0, layers: float = 0.0, breaks: float = 0.0):
-    """The ultralytics trainer class of a run: ultralytics' own, or one with our look augmentation."""
+def _trainer(rows_per_mm: float = 10.0, share: float = 0.0, seed: int = 0, layers: float = 0.0, breaks: float = 0.0,
+             px_per_mm: float = 10.0, min_box_rows: float = 6.0, **_):
+    """The ultralytics trainer class of a run: ultralytics' own, or one with our augmentation."""
     if share <= 0 and layers <= 0 and breaks <= 0:
         return None
     from meltloc.heads.yolo.look import trainer_with_look
 
-    return trainer_with_look(rows_per_mm, share, seed, layers, breaks)
+    return trainer_with_look(rows_per_mm, share, seed, layers, breaks, px_per_mm, min_box_rows)
 
 
-def _read_look(run_dir: Path) -> dict:
-    path = run_dir / LOOK_FILE
+def _read_run_file(run_dir: Path) -> dict:
+    path = run_dir / RUN_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
@@ -228,20 +229,24 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
             raise CheckpointError("this run finished (ultralytics keeps no optimizer state at the end): nothing to "
                                   "resume; train again with more --epochs", last)
         _register_callbacks(yolo)
-        look = _read_look(run_dir)  # the run's own augmentation, whatever the settings passed now say
-        s = replace(s, look=look.get("share", 0.0), insert_layers=look.get("layers", 0.0),
-                    insert_breaks=look.get("breaks", 0.0))
-        yolo.train(resume=True, trainer=_trainer(**look))
+        run = _read_run_file(run_dir)  # the run's own augmentation, whatever the settings passed now say
+        s = replace(s, look=run.get("share", 0.0), insert_layers=run.get("layers", 0.0),
+                    insert_breaks=run.get("breaks", 0.0), positive_repeats=run.get("positive_repeats",
+                                                                                   s.positive_repeats))
+        # the tiles again through fresh links (a run from before them, or a moved convert output)
+        write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
+        yolo.train(resume=True, trainer=_trainer(**run))
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir / "weights", ignore_errors=True)  # no stale best.pt from an earlier run
         data_yaml = write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
         yolo = start_model(model_src, run_dir)
         _register_callbacks(yolo)
-        look = {"rows_per_mm": cfg.px_per_mm * cfg.tile_scale, "share": s.look, "seed": s.seed,
-                "layers": s.insert_layers, "breaks": s.insert_breaks}
-        (run_dir / LOOK_FILE).write_text(json.dumps(look), encoding="utf-8")
-        yolo.train(trainer=_trainer(**look), **train_overrides(s, cfg, data_yaml, run_dir, validate))
+        run = {"rows_per_mm": cfg.px_per_mm * cfg.tile_scale, "share": s.look, "seed": s.seed,
+               "layers": s.insert_layers, "breaks": s.insert_breaks, "px_per_mm": cfg.px_per_mm,
+               "min_box_rows": cfg.min_box_rows, "positive_repeats": s.positive_repeats}
+        (run_dir / RUN_FILE).write_text(json.dumps(run), encoding="utf-8")
+        yolo.train(trainer=_trainer(**run), **train_overrides(s, cfg, data_yaml, run_dir, validate))
     train_seconds = time.time() - t0
 
     weights = run_dir / "weights" / ("best.pt" if (run_dir / "weights" / "best.pt").is_file() else "last.pt")
