@@ -42,7 +42,16 @@ def read_decisions(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _stale():
+    try:
+        from selenium.common.exceptions import StaleElementReferenceException
+    except ImportError:  # the test is skipped without selenium
+        return ()
+    return (StaleElementReferenceException,)
+
+
 def wait_for(check, timeout=15.0, what="condition"):
+    """``check()`` until it gives something true; an element re-drawn under the check (stale) is "not yet"."""
     end = time.time() + timeout
     last = None
     while time.time() < end:
@@ -50,7 +59,7 @@ def wait_for(check, timeout=15.0, what="condition"):
             last = check()
             if last:
                 return last
-        except (OSError, KeyError, IndexError, ValueError):
+        except (OSError, KeyError, IndexError, ValueError, *_stale()):
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
@@ -150,9 +159,13 @@ def test_review_in_chromium_with_the_keyboard_and_the_mouse(served, tmp_path):
 
         # Drag the bottom boundary of the selected detection 12 px down.
         old_to = float(read_decisions(decisions)[2]["depth_to_m"])
-        handle = driver.find_element(By.CSS_SELECTOR, ".det.sel .h.bot")
-        ActionChains(driver).move_to_element(handle).click_and_hold().move_by_offset(0, 6).move_by_offset(0, 6) \
-            .release().perform()
+        def drag():  # the list may be drawn again between finding the handle and dragging it: find it again
+            handle = driver.find_element(By.CSS_SELECTOR, ".det.sel .h.bot")
+            ActionChains(driver).move_to_element(handle).click_and_hold().move_by_offset(0, 6) \
+                .move_by_offset(0, 6).release().perform()
+            return True
+
+        wait_for(drag, what="the boundary handle")
         wait_for(lambda: read_decisions(decisions)[2]["status"] == "edited", what="the dragged boundary in the file")
         zoom = driver.execute_script("return window.__review.zoom")
         px_per_m = driver.execute_script("return window.__review.sec.scale.px_per_m")
@@ -185,8 +198,9 @@ def test_review_in_chromium_with_the_keyboard_and_the_mouse(served, tmp_path):
         body.send_keys("t")
         wait_for(lambda: read_decisions(decisions)[-1]["type"] == "melt_layer", what="the type change back")
         assert read_decisions(decisions)[-1]["status"] == "added"
-        counts = driver.find_element(By.CSS_SELECTOR, "#sections .srow.open").text.split()
-        assert counts[-3:] == ["2", "1", "1"]  # accepted or edited, rejected, added
+        counts = wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "#sections .srow.open").text.split()[-3:] ==
+                          ["2", "1", "1"], what="the section's counts")  # accepted or edited, rejected, added
+        assert counts
         logs = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
         assert not logs, logs
     finally:
