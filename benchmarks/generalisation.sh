@@ -53,7 +53,11 @@ $M convert --images big_all/images --sections big_all/sections.csv --labels big_
 $M train --head regression --data conv24 --out "$OUT/reg24.pt"
 $M train --head regression --data conv24 --out "$OUT/reg24_s1.pt" --seed 1
 $M train --head regression --data conv24 --out "$OUT/reg24_s2.pt" --seed 2
-$M train --head yolo --data conv24 --out "$OUT/yolo24.pt" --runs "$OUT/yolo24.runs"
+# YOLO's defaults since the tenth round (drawn-in layers and breaks), seeds 0 and 1 (yolo24_draw_s*.pt below are
+# the same runs from Python, as measured); yolo24.pt: the defaults before (the seventh round's row)
+$M train --head yolo --data conv24 --out "$OUT/yolo24_defaults.pt" --runs "$OUT/yolo24_defaults.runs"
+python -c "from meltloc.heads.yolo.config import YoloSettings as S; from meltloc.heads.yolo.train import train; \
+train('conv24', '$OUT/yolo24.pt', S(insert_layers=0.0, insert_breaks=0.0, runs='$OUT/yolo24.runs'))"
 $M train --head threshold --data conv24 --out "$OUT/thr24.pt"
 # the shipped weights (seventh round)
 $M train --head regression --data conv_big20 --out "$OUT/reg_big20.pt"
@@ -115,15 +119,15 @@ for seed in 0 1; do
 done
 # (the same in one command, as weights/regression.pt was made: train_members(..., 3) in README, "Shipped weights")
 git -C "$REPO" show 0ed3e73:weights/regression.pt > "$OUT/regression_seventh.pt"
-# Tenth round: YOLO with the regression head's look change (A) and with drawn-in layers and breaks as well (B),
-# seeds 0 and 1 each; and the regression head with a deeper stem (one residual 2-D block at 16 columns)
+# Tenth round: YOLO with the regression head's look change (not kept) and with drawn-in layers and breaks (the
+# defaults since), seeds 0 and 1 each; and the regression head with a deeper stem (one residual 2-D block at 16 columns)
 yolo() {  # yolo DATA OUT PYTHON-SETTINGS: train the YOLO head with the current code and these settings
   python -c "from meltloc.heads.yolo.config import YoloSettings as S; from meltloc.heads.yolo.train import train; \
 train('$1', '$2', S($3))"
 }
 for seed in 0 1; do
-  yolo conv24 "$OUT/yolo24_look_s$seed.pt" "look=1.0, seed=$seed, threads=1, device='cpu'"
-  yolo conv24 "$OUT/yolo24_look_draw_s$seed.pt" "look=1.0, insert_layers=0.5, insert_breaks=0.5, seed=$seed, threads=1, device='cpu'"
+  yolo conv24 "$OUT/yolo24_look_s$seed.pt" "look=1.0, insert_layers=0.0, insert_breaks=0.0, seed=$seed, threads=1, device='cpu'"
+  yolo conv24 "$OUT/yolo24_draw_s$seed.pt" "insert_layers=0.5, insert_breaks=0.5, seed=$seed, threads=1, device='cpu'"
   python -c "from meltloc.heads.regression.net import RegressionConfig as C; \
 from meltloc.heads.regression.train import TrainSettings as S, train; \
 train('conv24', '$OUT/reg24_stem_s$seed.pt', S(focal_alpha=0.5, insert_breaks=0.5, seed=$seed), config=C(stem_blocks=1))"
@@ -150,7 +154,7 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/ens24_alpha_breaks.pt" "$OUT/reg_big20_alpha_breaks_s1.pt" "$OUT/reg_big20_alpha_breaks_s2.pt" \
       "$OUT/ens_big20_alpha_breaks.pt" "$OUT/regression_seventh.pt" "$OUT/reg24_taught_s0.pt" "$OUT/reg24_taught_s1.pt" \
       "$OUT/reg24_stem_s0.pt" "$OUT/reg24_stem_s1.pt" "$OUT/yolo24_look_s0.pt" "$OUT/yolo24_look_s1.pt" \
-      "$OUT/yolo24_look_draw_s0.pt" "$OUT/yolo24_look_draw_s1.pt" \
+      "$OUT/yolo24_draw_s0.pt" "$OUT/yolo24_draw_s1.pt" \
       "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found

@@ -107,8 +107,9 @@ class YoloSettings:
             layers, gain, haze, gamma, vignetting, column patterns, row flicker, blur, noise; see
             :mod:`meltloc.heads.yolo.look`); 0: ultralytics' own augmentation only.
         insert_layers: share of the training tiles that get one or two melt layers drawn in, with their boxes
-            (faint, thick, diffuse, tilted: as the regression head's ``TrainSettings.insert_layers``).
-        insert_breaks: share of the training tiles that get up to three core breaks drawn in, unlabelled.
+            (faint, thick, diffuse, tilted: as the regression head's ``TrainSettings.insert_layers``); 0.5 by
+            default since the tenth round (README, "The tenth round").
+        insert_breaks: share of the training tiles that get up to three core breaks drawn in, unlabelled (0.5).
         val_min_score: detections kept when choosing the operating threshold on the val split.
         seed, device: as for every head.
     """
@@ -141,8 +142,8 @@ class YoloSettings:
     threads: int = 0
     positive_repeats: int = 3
     look: float = 0.0
-    insert_layers: float = 0.0
-    insert_breaks: float = 0.0
+    insert_layers: float = 0.5
+    insert_breaks: float = 0.5
     val_min_score: float = 0.05
     seed: int = 0
     device: str = "cpu"
