@@ -61,8 +61,10 @@ def test_stopped_detect_resumes_to_the_same_csv_as_an_uninterrupted_run(folder_r
     args, whole, _ = folder_run
     out = tmp_path / "resumed.csv"
     done = tmp_path / "resumed.csv.done"
+    # Ctrl-C as at a terminal, even when the test run itself ignores it (started in the background with '&')
     proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *map(str, args), "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if done.exists() and len(done.read_text().split()) >= 3:

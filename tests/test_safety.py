@@ -559,7 +559,8 @@ def test_ctrl_c_in_train_says_what_is_kept(tiny_trained, tmp_path):
     out = tmp_path / "w.pt"
     proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "train", "--head", "regression", "--data",
                              str(conv), "--out", str(out), "--epochs", "1000", "--steps-per-epoch", "1", "--batch",
-                             "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if we ignore it
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not out.with_suffix(".last.pt").exists():
         time.sleep(0.05)
