@@ -361,3 +361,16 @@ def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monke
     assert len(calls) == len((runs / "train" / "train.txt").read_text().split())  # the second epoch's tiles
     assert load_checkpoint(out, expect_head="yolo")["train"]["look"] == 1.0
     assert _tree(yolo_data) == before_tree  # no label cache written into the convert output
+
+
+@pytest.mark.parametrize("setting", [{"insert_layers": 1.5}, {"insert_breaks": -0.1}, {"look": 2.0},
+                                     {"positive_repeats": 0}])
+def test_yolo_settings_out_of_range_are_refused_by_name(setting):
+    """A share of the training tiles outside 0-1 (or no positive tile listed at all) is refused, naming the
+    setting, before any training starts."""
+    from meltloc.heads.yolo.config import YoloSettings
+
+    name, value = next(iter(setting.items()))
+    with pytest.raises(MeltlocError, match=rf"{name}={value}"):
+        YoloSettings(**setting)
+    YoloSettings(**{name: 1})  # the edge of the range is allowed

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from meltloc.errors import MeltlocError
 from meltloc.formats_yolo import CLASSES
 from meltloc.heads.base import PlainConfig
 
@@ -147,6 +148,16 @@ class YoloSettings:
     val_min_score: float = 0.05
     seed: int = 0
     device: str = "cpu"
+
+    def __post_init__(self):
+        shares = ("look", "insert_layers", "insert_breaks", "fliplr", "flipud", "mosaic", "mixup", "cutmix",
+                  "copy_paste")
+        for name in shares:
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise MeltlocError(f"YOLO setting {name}={value}: a share of the training tiles, from 0 to 1")
+        if int(self.positive_repeats) < 1:
+            raise MeltlocError(f"YOLO setting positive_repeats={self.positive_repeats}: at least 1")
 
 
 AUGMENT_KEYS = ("fliplr", "flipud", "translate", "hsv_v", "scale", "degrees", "shear", "perspective", "mosaic",
