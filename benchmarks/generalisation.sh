@@ -132,6 +132,10 @@ for seed in 0 1; do
 from meltloc.heads.regression.train import TrainSettings as S, train; \
 train('conv24', '$OUT/reg24_stem_s$seed.pt', S(focal_alpha=0.5, insert_breaks=0.5, seed=$seed), config=C(stem_blocks=1))"
 done
+# Eleventh round: YOLO's defaults, a third seed on the 24 sections, and two seeds on the 54 mixed sections
+# (conv_big20; weights/yolo.pt is the one of these two with the better mean AP on conv_big20's val split)
+yolo conv24 "$OUT/yolo24_draw_s2.pt" "seed=2, threads=1, device='cpu'"
+for seed in 0 1; do yolo conv_big20 "$OUT/yolo_big20_s$seed.pt" "seed=$seed, threads=1, device='cpu'"; done
 # what the seventh round's shipped weights' false layers lie on: every detection down to 0.2, against the drawn truth's features
 $M detect hard_test/images --sections hard_test/sections.tab --weights "$OUT/regression_seventh.pt" \
     --min-score 0.2 --out "$OUT/shipped_hard_low.csv" --quiet --overwrite
@@ -154,7 +158,8 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/ens24_alpha_breaks.pt" "$OUT/reg_big20_alpha_breaks_s1.pt" "$OUT/reg_big20_alpha_breaks_s2.pt" \
       "$OUT/ens_big20_alpha_breaks.pt" "$OUT/regression_seventh.pt" "$OUT/reg24_taught_s0.pt" "$OUT/reg24_taught_s1.pt" \
       "$OUT/reg24_stem_s0.pt" "$OUT/reg24_stem_s1.pt" "$OUT/yolo24_look_s0.pt" "$OUT/yolo24_look_s1.pt" \
-      "$OUT/yolo24_draw_s0.pt" "$OUT/yolo24_draw_s1.pt" \
+      "$OUT/yolo24_draw_s0.pt" "$OUT/yolo24_draw_s1.pt" "$OUT/yolo24_draw_s2.pt" "$OUT/yolo_big20_s0.pt" \
+      "$OUT/yolo_big20_s1.pt" \
       "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found

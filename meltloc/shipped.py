@@ -1,4 +1,4 @@
-"""Where the files shipped with meltloc are: the sample core and the regression weights.
+"""Where the files shipped with meltloc are: the sample core and the trained weights.
 
 In the source tree (editable install, ``python cli.py``), else where
 ``pip install .`` put them (``<prefix>/share/meltloc/``, see pyproject.toml).
@@ -27,3 +27,4 @@ SAMPLE_LOG = shipped("datasets/sample/features.csv")
 SAMPLE_TRUTH = shipped("datasets/sample/truth.csv")
 SAMPLE_AGE_SCALE = shipped("datasets/sample/age_scale_made_up.csv")
 DEFAULT_WEIGHTS = shipped("weights/regression.pt")
+YOLO_WEIGHTS = shipped("weights/yolo.pt")
