@@ -212,7 +212,7 @@ def _trust(enabled: bool):
 def detect(
     inputs: Optional[List[Path]] = typer.Argument(None, help="Images or folders (default: the shipped sample)."),
     sections: Optional[Path] = typer.Option(None, "--sections", help="Section manifest giving each image's depths (PANGAEA .tab or CSV)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help=f"Checkpoint of any head (default: weights/regression.pt; the shipped YOLO detector: {YOLO_WEIGHTS})."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help=f"Checkpoint of any head (default: the shipped regression weights, {DEFAULT_WEIGHTS}; the shipped YOLO detector: {YOLO_WEIGHTS})."),
     out: Path = typer.Option(Path("detections.csv"), "--out", help="Detected intervals: .csv, or .xlsx (a workbook). Beside it <stem>.status.csv: the status of every image."),
     overlays: Optional[Path] = typer.Option(None, "--overlays", help="Folder for one PNG per image with the detections drawn."),
     exposure: Optional[List[str]] = typer.Option(None, "--exposure", help="Only images of this exposure (dark, bright, additional-2, ...); repeat for several, or 'all'. Default: one image per section, the dark one when present, else the next by the manifest's Integration (bright, additional-2, ...)."),

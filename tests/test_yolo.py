@@ -365,12 +365,19 @@ def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monke
 
 @pytest.mark.parametrize("setting", [{"insert_layers": 1.5}, {"insert_breaks": -0.1}, {"look": 2.0},
                                      {"positive_repeats": 0}])
-def test_yolo_settings_out_of_range_are_refused_by_name(setting):
+def test_yolo_settings_out_of_range_are_refused_by_name(setting, tmp_path):
     """A share of the training tiles outside 0-1 (or no positive tile listed at all) is refused, naming the
     setting, before any training starts."""
     from meltloc.heads.yolo.config import YoloSettings
 
+    from meltloc.heads import head_class
+
     name, value = next(iter(setting.items()))
     with pytest.raises(MeltlocError, match=rf"{name}={value}"):
         YoloSettings(**setting)
-    YoloSettings(**{name: 1})  # the edge of the range is allowed
+    with pytest.raises(MeltlocError, match=rf"{name}={value}"):  # the registry's call, as the CLI and Python use it
+        head_class("yolo").train(tmp_path / "no-data", tmp_path / "w.pt", **setting)
+    assert not (tmp_path / "w.pt").exists() and not (tmp_path / "w.pt.runs").exists()
+    YoloSettings(**{name: 1})  # the edges of the range are allowed
+    if name != "positive_repeats":
+        YoloSettings(**{name: 0})

@@ -70,22 +70,19 @@ class YoloHead(Head):
         from meltloc.heads.yolo.config import YoloSettings
         from meltloc.heads.yolo.train import train
 
-        settings = YoloSettings(seed=seed, device=device)
+        chosen = {"seed": seed, "device": device}
         if epochs is not None:
-            settings.epochs = int(epochs)
+            chosen["epochs"] = int(epochs)
         if batch is not None:
-            settings.batch = int(batch)
+            chosen["batch"] = int(batch)
         known = {f.name for f in fields(YoloSettings)}
         for name, value in options.items():
             if value is None:
                 continue
             if name not in known:
                 raise MeltlocError(f"the yolo head has no option '{name}' (it has: {', '.join(sorted(known))})")
-            setattr(settings, name, value)
-        if settings.runs is not None:
-            settings.runs = str(settings.runs)
-        if settings.model is not None:
-            settings.model = str(settings.model)
+            chosen[name] = str(value) if name in ("runs", "model") else value
+        settings = YoloSettings(**chosen)  # one call, so that its checks see every option
         result = train(data, out, settings, resume=resume)
         val = result["val"]
         nan = float("nan")

@@ -230,9 +230,11 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
                                   "resume; train again with more --epochs", last)
         _register_callbacks(yolo)
         run = _read_run_file(run_dir)  # the run's own augmentation, whatever the settings passed now say
-        s = replace(s, look=run.get("share", 0.0), insert_layers=run.get("layers", 0.0),
-                    insert_breaks=run.get("breaks", 0.0), positive_repeats=run.get("positive_repeats",
-                                                                                   s.positive_repeats))
+        def share(key):  # as the run used it: a share outside 0-1 drew like 0 or 1
+            return min(1.0, max(0.0, float(run.get(key, 0.0))))
+
+        s = replace(s, look=share("share"), insert_layers=share("layers"), insert_breaks=share("breaks"),
+                    positive_repeats=max(1, int(run.get("positive_repeats", s.positive_repeats))))
         # the tiles again through fresh links (a run from before them, or a moved convert output)
         write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
         yolo.train(resume=True, trainer=_trainer(**run))
