@@ -102,7 +102,7 @@ def test_train_members_writes_one_checkpoint_that_detect_runs(tiny_trained, tiny
                                                     "score", "row_from", "row_to"]
 
 
-def test_members_is_an_option_of_the_regression_head_only_and_not_resumable(tiny_trained, tmp_path):
+def test_members_is_not_an_option_of_the_threshold_head_and_an_ensemble_does_not_resume(tiny_trained, tmp_path):
     conv, weights = tiny_trained
     result = invoke_cli("train", "--head", "threshold", "--data", conv, "--out", tmp_path / "t.pt", "--members", 2)
     assert result.returncode == 2 and "has no option --members" in result.stderr

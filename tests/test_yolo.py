@@ -364,20 +364,128 @@ def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monke
 
 
 @pytest.mark.parametrize("setting", [{"insert_layers": 1.5}, {"insert_breaks": -0.1}, {"look": 2.0},
-                                     {"positive_repeats": 0}])
+                                     {"positive_repeats": 0}, {"translate": 1.2}, {"hsv_v": -0.5},
+                                     {"look": "half"}])
 def test_yolo_settings_out_of_range_are_refused_by_name(setting, tmp_path):
-    """A share of the training tiles outside 0-1 (or no positive tile listed at all) is refused, naming the
-    setting, before any training starts."""
+    """A share of the training tiles or a fraction (translate, hsv_v) outside 0-1, a value that is no number, or
+    no positive tile listed at all is refused, naming the setting, before any training starts."""
     from meltloc.heads.yolo.config import YoloSettings
 
     from meltloc.heads import head_class
 
     name, value = next(iter(setting.items()))
-    with pytest.raises(MeltlocError, match=rf"{name}={value}"):
+    shown = repr(value) if isinstance(value, str) else value
+    with pytest.raises(MeltlocError, match=rf"{name}={shown}"):
         YoloSettings(**setting)
-    with pytest.raises(MeltlocError, match=rf"{name}={value}"):  # the registry's call, as the CLI and Python use it
+    with pytest.raises(MeltlocError, match=rf"{name}={shown}"):  # the registry's call, as the CLI and Python use it
         head_class("yolo").train(tmp_path / "no-data", tmp_path / "w.pt", **setting)
     assert not (tmp_path / "w.pt").exists() and not (tmp_path / "w.pt.runs").exists()
     YoloSettings(**{name: 1})  # the edges of the range are allowed
     if name != "positive_repeats":
         YoloSettings(**{name: 0})
+
+
+# ---------------------------------------------------------------------- ensembles (README, "The twelfth round")
+def test_fused_bands_score_the_mean_of_the_members_and_lie_between_their_boxes():
+    from meltloc.heads.yolo.ensemble import fuse
+
+    first = [("melt_layer", 0.8, 100.0, 110.0),   # both see this band
+             ("melt_layer", 0.9, 300.0, 320.0),   # only the first sees this one
+             ("melt_layer", 0.6, 101.0, 111.0)]   # the first's second box on the band: not a second vote
+    second = [("melt_layer", 0.4, 102.0, 112.0),
+              ("melt_lens", 0.3, 500.0, 505.0)]
+    found = fuse([first, second], merge_iou=0.3)
+    assert [(n, round(s, 3)) for n, s, _, _ in found] == [("melt_layer", 0.6), ("melt_layer", 0.45),
+                                                          ("melt_lens", 0.15)]
+    # boundaries: the score-weighted mean of the two members' boxes (0.8 and 0.4)
+    assert found[0][2:] == pytest.approx(((0.8 * 100 + 0.4 * 102) / 1.2, (0.8 * 110 + 0.4 * 112) / 1.2))
+    assert found[1][2:] == (300.0, 320.0)
+    assert fuse([first, []], merge_iou=0.3)[0][1] == pytest.approx(0.45)  # a silent member halves every score
+    assert fuse([[], []], merge_iou=0.3) == []
+
+
+def _yolo_checkpoint(path: Path, config: dict | None = None) -> Path:
+    """The shipped YOLO network as a checkpoint of its own, with another config when given."""
+    from meltloc.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(Path(__file__).resolve().parents[1] / "weights" / "yolo.pt", expect_head="yolo")
+    save_checkpoint(path, {**ck, "config": config or ck["config"]})
+    return path
+
+
+def test_an_ensemble_of_one_yolo_network_twice_detects_what_the_network_does(tmp_path):
+    from meltloc.checkpoint import load_checkpoint, save_checkpoint
+    from meltloc.heads import load_detector
+    from meltloc.manifest import read_manifest
+    from meltloc.section import load_section
+
+    sample = Path(__file__).resolve().parents[1] / "datasets" / "sample"
+    single = _yolo_checkpoint(tmp_path / "single.pt")
+    ck = load_checkpoint(single, expect_head="yolo")
+    save_checkpoint(tmp_path / "twice.pt", {**ck, "members": [{"config": ck["config"], "model": ck["model"]}]})
+    section = load_section(sample / "images" / "230.png", read_manifest(sample / "sections.tab"))
+    alone = load_detector(single).detect(section)
+    twice = load_detector(tmp_path / "twice.pt").detect(section)
+    assert len(alone) >= 3  # the sample section's layers
+    assert [d.type for d in twice] == [d.type for d in alone]
+    assert [x for d in twice for x in (d.score, d.row_from, d.row_to)] == pytest.approx(
+        [x for d in alone for x in (d.score, d.row_from, d.row_to)], abs=1e-3)
+
+
+def test_combine_chooses_the_threshold_on_val_and_refuses_what_does_not_fit(yolo_data, tmp_path):
+    import torch
+
+    from meltloc.checkpoint import load_checkpoint
+    from meltloc.errors import DatasetError
+    from meltloc.heads.yolo.data import dataset_config
+    from meltloc.heads.yolo.ensemble import combine
+
+    config = dataset_config(yolo_data, TILE_ROWS).to_dict()
+    a, b = _yolo_checkpoint(tmp_path / "a.pt", config), _yolo_checkpoint(tmp_path / "b.pt", config)
+    summary = combine([a, b], yolo_data, tmp_path / "ens.pt")
+    assert summary["members"] == 2 and summary["score_threshold"] in {round(0.05 * k, 2) for k in range(1, 20)}
+    ck = load_checkpoint(tmp_path / "ens.pt", expect_head="yolo")
+    assert len(ck["members"]) == 1 and [m["file"] for m in ck["train"]["ensemble"]] == ["a.pt", "b.pt"]
+    torch.load(tmp_path / "ens.pt", weights_only=True)
+
+    with pytest.raises(MeltlocError, match="two or more"):
+        combine([a], yolo_data, tmp_path / "one.pt")
+    before = a.read_bytes()
+    with pytest.raises(MeltlocError, match="overwrite its member"):
+        combine([a, b], yolo_data, a)
+    assert a.read_bytes() == before
+    with pytest.raises(CheckpointError, match="is an ensemble already"):
+        combine([tmp_path / "ens.pt", b], yolo_data, tmp_path / "e2.pt")
+    other = _yolo_checkpoint(tmp_path / "other.pt", {**config, "tile_rows": 2 * TILE_ROWS})
+    with pytest.raises(CheckpointError, match="other tiles"):
+        combine([a, other], yolo_data, tmp_path / "e3.pt")
+    scale = _yolo_checkpoint(tmp_path / "s1.pt", {**config, "px_per_mm": 10.0})
+    with pytest.raises(DatasetError, match="not the members'"):
+        combine([scale, _yolo_checkpoint(tmp_path / "s2.pt", {**config, "px_per_mm": 10.0})], yolo_data,
+                tmp_path / "e4.pt")
+    assert not any((tmp_path / f"e{i}.pt").exists() for i in (2, 3, 4)) and not (tmp_path / "one.pt").exists()
+
+
+def test_train_members_of_the_yolo_head_writes_one_checkpoint_that_detect_runs(yolo_data, tiny_core, tmp_path):
+    import pandas as pd
+    from conftest import invoke_cli
+
+    from meltloc.checkpoint import load_checkpoint
+
+    out = tmp_path / "ens.pt"
+    result = invoke_cli("train", "--head", "yolo", "--data", yolo_data, "--out", out, "--epochs", 1, "--batch", 8,
+                        "--imgsz", TILE_ROWS, "--members", 2, "--seed", 3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 networks fused" in result.stdout + result.stderr
+    ck = load_checkpoint(out, expect_head="yolo")
+    assert len(ck["members"]) == 1 and [m["seed"] for m in ck["train"]["ensemble"]] == [3, 4]
+    assert sorted(p.name for p in (tmp_path / "ens.pt.runs").glob("member*.pt")) == ["member1.pt", "member2.pt"]
+    found = tmp_path / "found.csv"
+    result = invoke_cli("detect", tiny_core / "images", "--sections", tiny_core / "sections.tab", "--weights", out,
+                        "--out", found, "--workers", 1, "--min-score", 0.001)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(pd.read_csv(found.with_name("found.status.csv"))["status"]) == {"processed"}
+    result = invoke_cli("train", "--head", "yolo", "--data", yolo_data, "--out", tmp_path / "r.pt", "--members", 2,
+                        "--resume", tmp_path / "ens.pt.runs")
+    assert result.returncode != 0 and "not an ensemble" in result.stderr and "Traceback" not in result.stderr
+

@@ -31,7 +31,7 @@ TRAIN_OPTIONS = {
     "model": "Architecture variant or starting weights.",
     "imgsz": "Network input size in pixels.",
     "runs": "Folder for the trainer's own run files.",
-    "members": "Networks trained from seeds SEED, SEED+1, ... and averaged into one checkpoint (an ensemble); "
+    "members": "Networks trained from seeds SEED, SEED+1, ... and combined into one checkpoint (an ensemble); "
                "training takes that many times as long, detect runs each network.",
 }
 """Options of ``meltloc train`` beyond data, out, seed, device and resume; a head names those it takes."""

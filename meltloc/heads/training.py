@@ -159,6 +159,37 @@ def run_folder(out: str | Path) -> Path:
     return out.with_name(out.name + ".runs")
 
 
+def train_members(data_dir: str | Path, out: str | Path, members: int, train_one: Callable[[Path, int], dict],
+                  combine: Callable[[list[Path], str | Path, str | Path], dict]) -> dict:
+    """Train ``members`` networks (``train_one(path, i)`` writes the ``i``-th, from 0, to ``path``: its own seed)
+    into ``<out>.runs/member<i>.pt`` and ``combine`` them into the ensemble ``out``.
+
+    Returns:
+        ``combine``'s summary, with ``seconds`` (all training) and ``parameters`` (all networks).
+
+    Raises:
+        DatasetError: ``data_dir`` has no validation sections (checked before any training: the ensemble's
+            threshold is chosen there).
+    """
+    from meltloc.errors import DatasetError
+    from meltloc.strip_dataset import read_strip_table
+
+    table = read_strip_table(data_dir)
+    if not (table["split"] == "val").any():  # before hours of training, not after
+        raise DatasetError("no validation sections to choose the ensemble's threshold on: convert with --val",
+                           data_dir)
+    folder = run_folder(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, seconds, parameters = [], 0.0, 0
+    for i in range(members):
+        path = folder / f"member{i + 1}.pt"
+        result = train_one(path, i)
+        paths.append(path)
+        seconds += float(result["seconds"])
+        parameters += int(result["parameters"])
+    return {**combine(paths, data_dir, out), "seconds": seconds, "parameters": parameters}
+
+
 def write_run_record(out: str | Path, args: dict, history: list[dict], title: str = "") -> Path:
     """Write ``args.json``, ``results.csv`` and ``results.png`` into :func:`run_folder` of ``out``.
 

@@ -13,6 +13,7 @@ class RegressionHead(Head):
 
     summary = "start/stop regression over core strips (the shipped weights)"
     train_options = ("epochs", "steps_per_epoch", "batch", "members")
+    option_help = {"members": "their per-position answers averaged"}
     demo_training = {"epochs": 8, "steps_per_epoch": 25, "batch": 8}
 
     def __init__(self, checkpoint: dict, device: str = "cpu"):

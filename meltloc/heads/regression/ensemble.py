@@ -94,22 +94,11 @@ def train_members(data_dir: str | Path, out: str | Path, settings, members: int,
     """
     from dataclasses import replace
 
+    from meltloc.heads import training
     from meltloc.heads.regression.train import train
-    from meltloc.heads.training import run_folder
 
-    out = Path(out)
-    table = read_strip_table(data_dir)
-    if not (table["split"] == "val").any():  # before hours of training, not after
-        raise DatasetError("no validation sections to choose the ensemble's threshold on: convert with --val",
-                           data_dir)
-    folder = run_folder(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths, seconds, parameters = [], 0.0, 0
-    for i in range(members):
-        path = folder / f"member{i + 1}.pt"
-        result = train(data_dir, path, replace(settings, seed=settings.seed + i), show_progress=show_progress,
-                       label=f"train regression {i + 1}/{members}")
-        paths.append(path)
-        seconds += result["seconds"]
-        parameters += result["parameters"]
-    return {**combine(paths, data_dir, out), "seconds": seconds, "parameters": parameters}
+    def train_one(path: Path, i: int) -> dict:
+        return train(data_dir, path, replace(settings, seed=settings.seed + i), show_progress=show_progress,
+                     label=f"train regression {i + 1}/{members}")
+
+    return training.train_members(data_dir, out, members, train_one, combine)

@@ -25,29 +25,42 @@ class YoloHead(Head):
     """
 
     summary = "an ultralytics YOLO detector on tiles of the core strip"
-    train_options = ("epochs", "batch", "model", "imgsz", "runs")
+    train_options = ("epochs", "batch", "model", "imgsz", "runs", "members")
     option_help = {"model": "a model YAML (yolov8n.yaml, yolo11s.yaml) or a local .pt to start from",
                    "imgsz": "the tile's long side, a multiple of 32 (default: the tile height)",
-                   "runs": "ultralytics' run files (default <out>.runs/ beside --out)"}
+                   "runs": "ultralytics' run files (default <out>.runs/ beside --out)",
+                   "members": "their boxes fused (each band scored by the mean of the networks' scores)"}
     demo_training = {"epochs": 30, "batch": 16}  # from scratch it finds nothing after 8 epochs, F1 ~0.95 after 30
 
     def __init__(self, checkpoint: dict, device: str = "cpu"):
+        from meltloc.errors import CheckpointError
         from meltloc.heads.yolo.config import DEFAULT_THRESHOLD, YoloConfig
+        from meltloc.heads.yolo.ensemble import same_canvas
         from meltloc.heads.yolo.network import load_network
 
         super().__init__(checkpoint, device)
         self.cfg = YoloConfig.from_dict(checkpoint["config"])
         self.classes = self.cfg.classes
         self.model = load_network(checkpoint.get("model"), device)
+        # An ensemble (README, "The twelfth round"): more networks cutting the same tiles, answers fused.
+        self.members = []
+        for i, member in enumerate(checkpoint.get("members") or [], start=2):
+            if not isinstance(member, dict) or "model" not in member:
+                raise CheckpointError(f"ensemble member {i} lacks its weights: a damaged checkpoint")
+            if not same_canvas(YoloConfig.from_dict(member.get("config", checkpoint["config"])), self.cfg):
+                raise CheckpointError(f"ensemble member {i} cuts other tiles than the first; combine members "
+                                      "trained on one convert output")
+            self.members.append(load_network(member["model"], device))
         self.score_threshold = float(checkpoint.get("score_threshold", DEFAULT_THRESHOLD))
 
     def predict(self, section):
         return section_strip(section, self.cfg.px_per_mm, self.cfg.width, self.cfg.inset)
 
     def decode(self, strip, score_threshold: float):
-        from meltloc.heads.yolo.infer import detect_strip
+        from meltloc.heads.yolo.ensemble import detect_members
 
-        return strip_detections(strip, detect_strip(self.model, strip.pixels, self.cfg, score_threshold, self.device))
+        return strip_detections(strip, detect_members([self.model, *self.members], strip.pixels, self.cfg,
+                                                      score_threshold, self.device))
 
     @classmethod
     def upgrade(cls, checkpoint: dict) -> dict:
@@ -70,6 +83,7 @@ class YoloHead(Head):
         from meltloc.heads.yolo.config import YoloSettings
         from meltloc.heads.yolo.train import train
 
+        members = int(options.pop("members", None) or 1)
         chosen = {"seed": seed, "device": device}
         if epochs is not None:
             chosen["epochs"] = int(epochs)
@@ -83,6 +97,18 @@ class YoloHead(Head):
                 raise MeltlocError(f"the yolo head has no option '{name}' (it has: {', '.join(sorted(known))})")
             chosen[name] = str(value) if name in ("runs", "model") else value
         settings = YoloSettings(**chosen)  # one call, so that its checks see every option
+        if members > 1:
+            from meltloc.heads.training import run_folder
+            from meltloc.heads.yolo.ensemble import train_members
+
+            if resume is not None:
+                raise MeltlocError("--resume continues one network, not an ensemble: train the ensemble again "
+                                   f"(the members of an earlier run are in {run_folder(out)})")
+            result = train_members(data, out, settings, members)
+            result["message"] = (f"wrote {out} ({members} networks fused, threshold {result['score_threshold']:.2f} "
+                                 f"chosen on the val split: F1 {result['threshold_val_f1']:.3f}; "
+                                 f"{result['seconds'] / 60:.1f} min; members in {run_folder(out)})")
+            return result
         result = train(data, out, settings, resume=resume)
         val = result["val"]
         nan = float("nan")

@@ -152,12 +152,19 @@ class YoloSettings:
     def __post_init__(self):
         shares = ("look", "insert_layers", "insert_breaks", "fliplr", "flipud", "mosaic", "mixup", "cutmix",
                   "copy_paste")
-        for name in shares:
+        fractions = ("translate", "hsv_v")  # of the tile's size, of its brightness
+        for name in (*shares, *fractions, "positive_repeats"):
             value = getattr(self, name)
-            if not 0.0 <= float(value) <= 1.0:
-                raise MeltlocError(f"YOLO setting {name}={value}: a share of the training tiles, from 0 to 1")
-        if int(self.positive_repeats) < 1:
-            raise MeltlocError(f"YOLO setting positive_repeats={self.positive_repeats}: at least 1")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise MeltlocError(f"YOLO setting {name}={value!r}: not a number") from None
+            if name == "positive_repeats":
+                if number < 1 or number != int(number):
+                    raise MeltlocError(f"YOLO setting positive_repeats={value}: a whole number, at least 1")
+            elif not 0.0 <= number <= 1.0:
+                what = "a share of the training tiles" if name in shares else "a fraction"
+                raise MeltlocError(f"YOLO setting {name}={value}: {what}, from 0 to 1")
 
 
 AUGMENT_KEYS = ("fliplr", "flipud", "translate", "hsv_v", "scale", "degrees", "shear", "perspective", "mosaic",
