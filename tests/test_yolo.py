@@ -447,6 +447,10 @@ def test_combine_chooses_the_threshold_on_val_and_refuses_what_does_not_fit(yolo
     ck = load_checkpoint(tmp_path / "ens.pt", expect_head="yolo")
     assert len(ck["members"]) == 1 and [m["file"] for m in ck["train"]["ensemble"]] == ["a.pt", "b.pt"]
     torch.load(tmp_path / "ens.pt", weights_only=True)
+    small = combine([a, b], yolo_data, tmp_path / "small.pt", compact=True)
+    assert (tmp_path / "small.pt").stat().st_size < 0.6 * (tmp_path / "ens.pt").stat().st_size  # from float16
+    assert all(m["model"]["int8_scales"] for m in load_checkpoint(tmp_path / "small.pt")["members"])
+    assert small["score_threshold"] in {round(0.05 * k, 2) for k in range(1, 20)}
 
     with pytest.raises(MeltlocError, match="two or more"):
         combine([a], yolo_data, tmp_path / "one.pt")
@@ -506,6 +510,8 @@ def test_a_yolo_network_stored_in_8_bits_detects_what_the_float_one_does(tmp_pat
     floats = {k: v.float() for k, v in ck["model"]["state_dict"].items()}
     save_checkpoint(tmp_path / "f32.pt", {**ck, "model": {**ck["model"], "state_dict": floats}})
     save_checkpoint(tmp_path / "int8.pt", {**ck, "model": compact_payload(ck["model"])})
+    once = compact_payload(ck["model"])
+    assert compact_payload(once) is once  # compacting twice loses nothing
     assert (tmp_path / "int8.pt").stat().st_size < 0.3 * (tmp_path / "f32.pt").stat().st_size
     torch.load(tmp_path / "int8.pt", weights_only=True)
     section = load_section(repo / "datasets" / "sample" / "images" / "230.png",

@@ -114,7 +114,7 @@ def same_canvas(a, b) -> bool:
                else getattr(a, k) == getattr(b, k) for k in CANVAS)
 
 
-def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path) -> dict:
+def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path, compact: bool = False) -> dict:
     """Write an ensemble checkpoint of trained YOLO checkpoints, its threshold chosen on ``data_dir``'s
     validation split.
 
@@ -122,6 +122,8 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
         members: two or more YOLO checkpoints (single networks) trained on ``data_dir``'s train split.
         data_dir: the ``meltloc convert`` output they were trained on.
         out: the ensemble checkpoint to write (never one of ``members``).
+        compact: store every network's weights in 8 bits (:func:`~meltloc.heads.yolo.network.compact_payload`:
+            a quarter of the size); the threshold is then chosen for the networks as stored.
 
     Returns:
         ``{"out", "score_threshold", "threshold_val_f1", "members", "val"}``.
@@ -133,7 +135,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
     """
     from meltloc.heads.training import choose_threshold, detections_table, truth_table
     from meltloc.heads.yolo.config import YoloConfig
-    from meltloc.heads.yolo.network import load_network
+    from meltloc.heads.yolo.network import compact_payload, load_network
     from meltloc.strip_dataset import load_strips, read_strip_table
 
     paths = [Path(m) for m in members]
@@ -157,6 +159,8 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
     val_set = load_strips(data_dir, first.classes, ("val",))
     if not val_set:
         raise DatasetError("no validation sections to choose the ensemble's threshold on", data_dir)
+    if compact:
+        checkpoints = [{**ck, "model": compact_payload(ck["model"])} for ck in checkpoints]
     models = [load_network(ck["model"]) for ck in checkpoints]
     pred = detections_table(val_set, lambda smp: detect_members(models, smp.pixels, first, FLOOR))
     threshold, val = choose_threshold(lambda thr: pred[pred["score"] >= thr], truth_table(val_set, data_dir))

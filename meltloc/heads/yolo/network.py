@@ -30,6 +30,8 @@ def compact_payload(payload: dict) -> dict:
     ensemble of several networks stays a small file. :func:`build_network` restores float weights
     (``integer * scale``); the rounding error of a weight is at most half its channel's largest weight / 127.
     """
+    if payload.get("int8_scales"):
+        return payload  # compact already
     state, scales = {}, {}
     for key, value in payload["state_dict"].items():
         if value.is_floating_point() and value.dim() >= 2 and value.numel() > 0:
