@@ -159,6 +159,59 @@ def run_folder(out: str | Path) -> Path:
     return out.with_name(out.name + ".runs")
 
 
+def train_ensemble(out: str | Path, members: int, resume, train: Callable[[], dict], how: str) -> dict:
+    """``train()`` (a head's ``train_members``) unless ``resume`` is asked for, with the summary line the CLI
+    prints; ``how`` says how the networks answer as one ("averaged", "fused").
+
+    Raises:
+        MeltlocError: ``resume`` is given (it continues one network, never an ensemble).
+    """
+    from meltloc.errors import MeltlocError
+
+    if resume is not None:
+        raise MeltlocError("--resume continues one network, not an ensemble: train the ensemble again "
+                           f"(the members of an earlier run are in {run_folder(out)})")
+    result = train()
+    result["message"] = (f"wrote {out} ({members} networks {how}, threshold {result['score_threshold']:.2f} "
+                         f"chosen on the val split: F1 {result['threshold_val_f1']:.3f}; "
+                         f"{result['seconds'] / 60:.1f} min; members and their run records in {run_folder(out)})")
+    return result
+
+
+def read_members(members, out: str | Path, head: str) -> tuple[list[Path], list[dict]]:
+    """The paths and checkpoints of an ensemble's members.
+
+    Raises:
+        MeltlocError: fewer than two, or ``out`` is one of them (an ensemble never overwrites its member).
+        CheckpointError: a member is not a ``head`` checkpoint, or is an ensemble already.
+    """
+    from meltloc.checkpoint import load_checkpoint
+    from meltloc.errors import CheckpointError, MeltlocError
+
+    paths, out = [Path(m) for m in members], Path(out)
+    if len(paths) < 2:
+        raise MeltlocError("an ensemble needs two or more checkpoints")
+    if any(p.resolve() == out.resolve() for p in paths if p.exists()):
+        raise MeltlocError(f"the ensemble would overwrite its member {out}; write it to another file")
+    checkpoints = [load_checkpoint(p, expect_head=head) for p in paths]
+    for p, ck in zip(paths, checkpoints):
+        if ck.get("members"):
+            raise CheckpointError("is an ensemble already; combine single networks", p)
+    return paths, checkpoints
+
+
+def ensemble_record(paths: list[Path], checkpoints: list[dict]) -> dict:
+    """What an ensemble checkpoint's ``train`` record says of its members: file, seed, seconds and threshold of
+    each, and the seconds and parameters of all."""
+    def train(ck):
+        return ck.get("train", {})
+
+    return {"ensemble": [{"file": p.name, "seed": train(ck).get("seed"), "seconds": train(ck).get("seconds"),
+                          "score_threshold": ck.get("score_threshold")} for p, ck in zip(paths, checkpoints)],
+            "seconds": sum(float(train(ck).get("seconds") or 0.0) for ck in checkpoints),
+            "parameters": sum(int(train(ck).get("parameters") or 0) for ck in checkpoints)}
+
+
 def train_members(data_dir: str | Path, out: str | Path, members: int, train_one: Callable[[Path, int], dict],
                   combine: Callable[[list[Path], str | Path, str | Path], dict]) -> dict:
     """Train ``members`` networks (``train_one(path, i)`` writes the ``i``-th, from 0, to ``path``: its own seed)

@@ -66,18 +66,11 @@ class RegressionHead(Head):
                                    "--epochs, --steps-per-epoch, --batch, --members, --seed, --device, --resume)")
             setattr(settings, name, value)
         if members > 1:
-            if resume is not None:
-                raise MeltlocError("--resume continues one network, not an ensemble: train the ensemble again "
-                                   f"(the members of an earlier run are in {run_folder(out)})")
             from meltloc.heads.regression.ensemble import train_members
+            from meltloc.heads.training import train_ensemble
 
-            result = train_members(data, out, settings, members)
-            result["message"] = (f"wrote {out} ({members} networks averaged, threshold "
-                                 f"{result['score_threshold']:.2f} chosen on the val split: F1 "
-                                 f"{result['threshold_val_f1']:.3f}; "
-                                 f"{result['seconds'] / 60:.1f} min; members and their run records in "
-                                 f"{run_folder(out)})")
-            return result
+            return train_ensemble(out, members, resume, lambda: train_members(data, out, settings, members),
+                                  "averaged")
         result = train(data, out, settings, resume=resume)
         best = result["best"] or {}
         nan = float("nan")

@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from meltloc.checkpoint import load_checkpoint, save_checkpoint
-from meltloc.errors import CheckpointError, DatasetError, MeltlocError
-from meltloc.heads.training import truth_table
+from meltloc.checkpoint import save_checkpoint
+from meltloc.errors import CheckpointError, DatasetError
+from meltloc.heads.training import ensemble_record, read_members, truth_table
 from meltloc.strip_dataset import load_strips, read_strip_table
 
 HEAD = "regression"
@@ -45,16 +45,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
     from meltloc.heads.regression.net import RegressionConfig
     from meltloc.heads.regression.train import choose_operating_threshold
 
-    paths = [Path(m) for m in members]
-    out = Path(out)
-    if len(paths) < 2:
-        raise MeltlocError("an ensemble needs two or more checkpoints")
-    if any(p.resolve() == out.resolve() for p in paths if p.exists()):
-        raise MeltlocError(f"the ensemble would overwrite its member {out}; write it to another file")
-    checkpoints = [load_checkpoint(p, expect_head=HEAD) for p in paths]
-    for p, ck in zip(paths, checkpoints):
-        if ck.get("members"):
-            raise CheckpointError("is an ensemble already; combine single networks", p)
+    paths, checkpoints = read_members(members, out, HEAD)
     first = RegressionConfig.from_dict(checkpoints[0]["config"])
     table = read_strip_table(data_dir)
     if (float(table["px_per_mm"].iloc[0]), int(table["width"].iloc[0])) != (first.px_per_mm, first.width):
@@ -70,13 +61,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
         raise DatasetError("no validation sections to choose the ensemble's threshold on", data_dir)
     payload = {key: value for key, value in checkpoints[0].items() if key not in ("optimizer", "scheduler")}
     payload["members"] = [{"config": ck["config"], "model": ck["model"]} for ck in checkpoints[1:]]
-    payload["train"] = {**checkpoints[0].get("train", {}),
-                        "ensemble": [{"file": p.name, "seed": ck.get("train", {}).get("seed"),
-                                      "seconds": ck.get("train", {}).get("seconds"),
-                                      "score_threshold": ck.get("score_threshold")}
-                                     for p, ck in zip(paths, checkpoints)]}
-    payload["train"]["seconds"] = sum(float(ck.get("train", {}).get("seconds") or 0.0) for ck in checkpoints)
-    payload["train"]["parameters"] = sum(int(ck.get("train", {}).get("parameters") or 0) for ck in checkpoints)
+    payload["train"] = {**checkpoints[0].get("train", {}), **ensemble_record(paths, checkpoints)}
     head = RegressionHead(payload)
     threshold, f1 = choose_operating_threshold([head.model, *head.members], val_set, truth_table(val_set, data_dir))
     payload["score_threshold"] = threshold

@@ -98,17 +98,11 @@ class YoloHead(Head):
             chosen[name] = str(value) if name in ("runs", "model") else value
         settings = YoloSettings(**chosen)  # one call, so that its checks see every option
         if members > 1:
-            from meltloc.heads.training import run_folder
+            from meltloc.heads.training import train_ensemble
             from meltloc.heads.yolo.ensemble import train_members
 
-            if resume is not None:
-                raise MeltlocError("--resume continues one network, not an ensemble: train the ensemble again "
-                                   f"(the members of an earlier run are in {run_folder(out)})")
-            result = train_members(data, out, settings, members)
-            result["message"] = (f"wrote {out} ({members} networks fused, threshold {result['score_threshold']:.2f} "
-                                 f"chosen on the val split: F1 {result['threshold_val_f1']:.3f}; "
-                                 f"{result['seconds'] / 60:.1f} min; members in {run_folder(out)})")
-            return result
+            return train_ensemble(out, members, resume, lambda: train_members(data, out, settings, members),
+                                  "fused")
         result = train(data, out, settings, resume=resume)
         val = result["val"]
         nan = float("nan")

@@ -24,8 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from meltloc.checkpoint import load_checkpoint, save_checkpoint
-from meltloc.errors import CheckpointError, DatasetError, MeltlocError
+from meltloc.checkpoint import save_checkpoint
+from meltloc.errors import CheckpointError, DatasetError
 
 HEAD = "yolo"
 FLOOR = 0.01
@@ -133,22 +133,15 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
         CheckpointError: a member is an ensemble already, or cuts other tiles than the first.
         DatasetError: ``data_dir`` has no validation sections, or strips of another scale than the members'.
     """
-    from meltloc.heads.training import choose_threshold, detections_table, truth_table
+    from meltloc.heads.training import (choose_threshold, detections_table, ensemble_record, read_members,
+                                        truth_table)
     from meltloc.heads.yolo.config import YoloConfig
     from meltloc.heads.yolo.network import compact_payload, load_network
     from meltloc.strip_dataset import load_strips, read_strip_table
 
-    paths = [Path(m) for m in members]
-    out = Path(out)
-    if len(paths) < 2:
-        raise MeltlocError("an ensemble needs two or more checkpoints")
-    if any(p.resolve() == out.resolve() for p in paths if p.exists()):
-        raise MeltlocError(f"the ensemble would overwrite its member {out}; write it to another file")
-    checkpoints = [load_checkpoint(p, expect_head=HEAD) for p in paths]
+    paths, checkpoints = read_members(members, out, HEAD)
     configs = [YoloConfig.from_dict(ck["config"]) for ck in checkpoints]
-    for p, ck, cfg in zip(paths, checkpoints, configs):
-        if ck.get("members"):
-            raise CheckpointError("is an ensemble already; combine single networks", p)
+    for p, cfg in zip(paths, configs):
         if not same_canvas(cfg, configs[0]):
             raise CheckpointError(f"cuts other tiles or feeds another input than {paths[0].name}", p)
     first = configs[0]
@@ -168,13 +161,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
     payload["members"] = [{"config": ck["config"], "model": ck["model"]} for ck in checkpoints[1:]]
     payload["score_threshold"] = threshold
     figures = {k: float(val[k]) for k in ("f1", "precision", "recall", "boundary_mm") if k in val}
-    payload["train"] = {**checkpoints[0].get("train", {}),
-                        "ensemble": [{"file": p.name, "seed": ck.get("train", {}).get("seed"),
-                                      "seconds": ck.get("train", {}).get("seconds"),
-                                      "score_threshold": ck.get("score_threshold")}
-                                     for p, ck in zip(paths, checkpoints)],
-                        "seconds": sum(float(ck.get("train", {}).get("seconds") or 0.0) for ck in checkpoints),
-                        "parameters": sum(int(ck.get("train", {}).get("parameters") or 0) for ck in checkpoints),
+    payload["train"] = {**checkpoints[0].get("train", {}), **ensemble_record(paths, checkpoints),
                         "threshold_val_f1": figures.get("f1", float("nan")), "val": figures}
     save_checkpoint(out, payload)
     return {"out": str(out), "score_threshold": threshold, "threshold_val_f1": figures.get("f1", float("nan")),
