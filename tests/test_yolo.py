@@ -353,12 +353,16 @@ def test_resumed_yolo_run_keeps_its_look_augmentation(yolo_data, tmp_path, monke
         "val": (root / "images" / "val").as_posix(), "names": {0: "melt_layer", 1: "melt_lens"}}))
     before_tree = _tree(yolo_data)
 
-    calls = []
+    calls, firsts = [], []
     change = look_module.LookAugment.__call__
-    monkeypatch.setattr(look_module.LookAugment, "__call__", lambda self, labels: calls.append(1) or change(self, labels))
+    monkeypatch.setattr(look_module.LookAugment, "__call__",
+                        lambda self, labels: calls.append(1) or firsts.append(self.rng.bit_generator.state)
+                        or change(self, labels))
     out = tmp_path / "resumed.pt"
     yolo_train.train(yolo_data, out, YoloSettings(imgsz=TILE_ROWS), resume=runs / "train")
     assert len(calls) == len((runs / "train" / "train.txt").read_text().split())  # the second epoch's tiles
+    # the resumed epoch draws its own looks, not the first epoch's again
+    assert firsts[0] != look_module.LookAugment(10.0, 1.0, seed=0).rng.bit_generator.state
     assert load_checkpoint(out, expect_head="yolo")["train"]["look"] == 1.0
     assert _tree(yolo_data) == before_tree  # no label cache written into the convert output
 

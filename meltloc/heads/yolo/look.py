@@ -64,11 +64,13 @@ class LookAugment:
         rows_per_mm: tile rows per millimetre of core (the strips' ``px_per_mm`` times the tile's input scale).
         share: probability that a tile is changed.
         seed: the generator's seed (training stays repeatable).
+        start_epoch: the epoch a resumed run starts at (0: a new run); a resumed run draws another stream than
+            its first epochs did.
     """
 
-    def __init__(self, rows_per_mm: float, share: float, seed: int = 0):
+    def __init__(self, rows_per_mm: float, share: float, seed: int = 0, start_epoch: int = 0):
         self.rows_per_mm, self.share = float(rows_per_mm), float(share)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed if start_epoch == 0 else [seed, 0, start_epoch])
 
     def __call__(self, labels: dict) -> dict:
         if self.share <= 0 or self.rng.random() >= self.share:
@@ -92,12 +94,14 @@ class DrawAugment:
             tilted), each labelled with a full-width box of the melt-layer class.
         breaks: probability that up to three core breaks (thin, nearly black, jagged lines) are drawn in, unlabelled.
         seed: the generator's seed.
+        start_epoch: as for :class:`LookAugment`.
     """
 
-    def __init__(self, px_per_mm: float, min_box_rows: float, layers: float, breaks: float, seed: int = 0):
+    def __init__(self, px_per_mm: float, min_box_rows: float, layers: float, breaks: float, seed: int = 0,
+                 start_epoch: int = 0):
         self.px_per_mm, self.min_box_rows = float(px_per_mm), float(min_box_rows)
         self.layers, self.breaks = float(layers), float(breaks)
-        self.rng = np.random.default_rng([seed, 1])
+        self.rng = np.random.default_rng([seed, 1] if start_epoch == 0 else [seed, 1, start_epoch])
 
     def __call__(self, labels: dict) -> dict:
         draw_layer = self.layers > 0 and self.rng.random() < self.layers
@@ -150,9 +154,10 @@ class DrawAugment:
 
 
 def trainer_with_look(rows_per_mm: float, share: float, seed: int, layers: float = 0.0, breaks: float = 0.0,
-                      px_per_mm: float = 10.0, min_box_rows: float = 6.0):
+                      px_per_mm: float = 10.0, min_box_rows: float = 6.0, start_epoch: int = 0):
     """ultralytics' ``DetectionTrainer`` whose training dataset starts with :class:`DrawAugment` (when ``layers``
-    or ``breaks``) and ends with :class:`LookAugment` (before ``Format``; when ``share``)."""
+    or ``breaks``) and ends with :class:`LookAugment` (before ``Format``; when ``share``); ``start_epoch``: the
+    epoch a resumed run starts at."""
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     class LookTrainer(DetectionTrainer):
@@ -160,9 +165,10 @@ def trainer_with_look(rows_per_mm: float, share: float, seed: int, layers: float
             dataset = super().build_dataset(img_path, mode, batch)
             if mode == "train":
                 if share > 0:
-                    dataset.transforms.insert(-1, LookAugment(rows_per_mm, share, seed))
+                    dataset.transforms.insert(-1, LookAugment(rows_per_mm, share, seed, start_epoch))
                 if layers > 0 or breaks > 0:
-                    dataset.transforms.insert(0, DrawAugment(px_per_mm, min_box_rows, layers, breaks, seed))
+                    dataset.transforms.insert(0, DrawAugment(px_per_mm, min_box_rows, layers, breaks, seed,
+                                                             start_epoch))
             return dataset
 
     return LookTrainer

@@ -143,13 +143,14 @@ RUN_FILE = "meltloc_run.json"  # a run's own augmentation and list settings, for
 
 
 def _trainer(rows_per_mm: float = 10.0, share: float = 0.0, seed: int = 0, layers: float = 0.0, breaks: float = 0.0,
-             px_per_mm: float = 10.0, min_box_rows: float = 6.0, **_):
-    """The ultralytics trainer class of a run: ultralytics' own, or one with our augmentation."""
+             px_per_mm: float = 10.0, min_box_rows: float = 6.0, start_epoch: int = 0, **_):
+    """The ultralytics trainer class of a run: ultralytics' own, or one with our augmentation (``start_epoch``: the
+    epoch a resumed run starts at, so that it does not draw its first epochs' augmentation again)."""
     if share <= 0 and layers <= 0 and breaks <= 0:
         return None
     from meltloc.heads.yolo.look import trainer_with_look
 
-    return trainer_with_look(rows_per_mm, share, seed, layers, breaks, px_per_mm, min_box_rows)
+    return trainer_with_look(rows_per_mm, share, seed, layers, breaks, px_per_mm, min_box_rows, start_epoch)
 
 
 def _read_run_file(run_dir: Path) -> dict:
@@ -237,7 +238,7 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
                     positive_repeats=max(1, int(run.get("positive_repeats", s.positive_repeats))))
         # the tiles again through fresh links (a run from before them, or a moved convert output)
         write_run_data_yaml(data_dir, run_dir, s.positive_repeats)
-        yolo.train(resume=True, trainer=_trainer(**run))
+        yolo.train(resume=True, trainer=_trainer(**run, start_epoch=int(yolo.ckpt["epoch"]) + 1))
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir / "weights", ignore_errors=True)  # no stale best.pt from an earlier run
