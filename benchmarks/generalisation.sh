@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; about 4-5 hours on 2 CPU cores, ~3 GB of PNG under $DATA).
+# Generalisation benchmark (run by hand; roughly 14 hours on 2 CPU cores, one training at a time, as estimated
+# from the runs' recorded times: about 40 regression runs of 8-15 min and 10 YOLO runs of 35-67 min; ~3 GB of PNG
+# under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
 # section, trains the heads through the user's own path (convert on the misaligned label table, then
@@ -136,6 +138,13 @@ done
 # (conv_big20; weights/yolo.pt is the one of these two with the better mean AP on conv_big20's val split)
 yolo conv24 "$OUT/yolo24_draw_s2.pt" "seed=2, threads=1, device='cpu'"
 for seed in 0 1; do yolo conv_big20 "$OUT/yolo_big20_s$seed.pt" "seed=$seed, threads=1, device='cpu'"; done
+# Twelfth round: a third seed on the 54 sections, and YOLO ensembles (boxes fused; threshold chosen on val):
+# the three 54-section seeds with 8-bit weights (the candidate, not shipped), seeds 0 and 1, and the three on 24
+yolo conv_big20 "$OUT/yolo_big20_s2.pt" "seed=2, threads=1, device='cpu'"
+python -c "from meltloc.heads.yolo.ensemble import combine; o = '$OUT/'; \
+combine([o + 'yolo_big20_s0.pt', o + 'yolo_big20_s1.pt', o + 'yolo_big20_s2.pt'], 'conv_big20', o + 'yolo_big20_ens3.pt', compact=True); \
+combine([o + 'yolo_big20_s0.pt', o + 'yolo_big20_s1.pt'], 'conv_big20', o + 'yolo_big20_ens2.pt'); \
+combine([o + 'yolo24_draw_s0.pt', o + 'yolo24_draw_s1.pt', o + 'yolo24_draw_s2.pt'], 'conv24', o + 'yolo24_ens3.pt')"
 # what the seventh round's shipped weights' false layers lie on: every detection down to 0.2, against the drawn truth's features
 $M detect hard_test/images --sections hard_test/sections.tab --weights "$OUT/regression_seventh.pt" \
     --min-score 0.2 --out "$OUT/shipped_hard_low.csv" --quiet --overwrite
@@ -159,7 +168,8 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/ens_big20_alpha_breaks.pt" "$OUT/regression_seventh.pt" "$OUT/reg24_taught_s0.pt" "$OUT/reg24_taught_s1.pt" \
       "$OUT/reg24_stem_s0.pt" "$OUT/reg24_stem_s1.pt" "$OUT/yolo24_look_s0.pt" "$OUT/yolo24_look_s1.pt" \
       "$OUT/yolo24_draw_s0.pt" "$OUT/yolo24_draw_s1.pt" "$OUT/yolo24_draw_s2.pt" "$OUT/yolo_big20_s0.pt" \
-      "$OUT/yolo_big20_s1.pt" \
+      "$OUT/yolo_big20_s1.pt" "$OUT/yolo_big20_s2.pt" "$OUT/yolo_big20_ens3.pt" "$OUT/yolo_big20_ens2.pt" \
+      "$OUT/yolo24_ens3.pt" \
       "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found
