@@ -139,11 +139,13 @@ done
 yolo conv24 "$OUT/yolo24_draw_s2.pt" "seed=2, threads=1, device='cpu'"
 for seed in 0 1; do yolo conv_big20 "$OUT/yolo_big20_s$seed.pt" "seed=$seed, threads=1, device='cpu'"; done
 # Twelfth round: a third seed on the 54 sections, and YOLO ensembles (boxes fused; threshold chosen on val):
-# the three 54-section seeds with 8-bit weights (the candidate, not shipped), seeds 0 and 1, and the three on 24
+# the three 54-section seeds with 8-bit weights (the candidate, not shipped), seeds 0 and 1 (float and 8-bit),
+# and the three on 24
 yolo conv_big20 "$OUT/yolo_big20_s2.pt" "seed=2, threads=1, device='cpu'"
 python -c "from meltloc.heads.yolo.ensemble import combine; o = '$OUT/'; \
 combine([o + 'yolo_big20_s0.pt', o + 'yolo_big20_s1.pt', o + 'yolo_big20_s2.pt'], 'conv_big20', o + 'yolo_big20_ens3.pt', compact=True); \
 combine([o + 'yolo_big20_s0.pt', o + 'yolo_big20_s1.pt'], 'conv_big20', o + 'yolo_big20_ens2.pt'); \
+combine([o + 'yolo_big20_s0.pt', o + 'yolo_big20_s1.pt'], 'conv_big20', o + 'yolo_big20_ens2_8bit.pt', compact=True); \
 combine([o + 'yolo24_draw_s0.pt', o + 'yolo24_draw_s1.pt', o + 'yolo24_draw_s2.pt'], 'conv24', o + 'yolo24_ens3.pt')"
 # what the seventh round's shipped weights' false layers lie on: every detection down to 0.2, against the drawn truth's features
 $M detect hard_test/images --sections hard_test/sections.tab --weights "$OUT/regression_seventh.pt" \
@@ -169,7 +171,7 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv(sys.argv[2], index=Fals
       "$OUT/reg24_stem_s0.pt" "$OUT/reg24_stem_s1.pt" "$OUT/yolo24_look_s0.pt" "$OUT/yolo24_look_s1.pt" \
       "$OUT/yolo24_draw_s0.pt" "$OUT/yolo24_draw_s1.pt" "$OUT/yolo24_draw_s2.pt" "$OUT/yolo_big20_s0.pt" \
       "$OUT/yolo_big20_s1.pt" "$OUT/yolo_big20_s2.pt" "$OUT/yolo_big20_ens3.pt" "$OUT/yolo_big20_ens2.pt" \
-      "$OUT/yolo24_ens3.pt" \
+      "$OUT/yolo_big20_ens2_8bit.pt" "$OUT/yolo24_ens3.pt" \
       "$OUT/thr24.pt" "$OUT/yolo24.pt" "$REPO/weights/regression_classic.pt" --quiet
 done
 # how visible each hard-set layer is (an oracle that knows its drawn geometry), and which each head found

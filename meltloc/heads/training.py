@@ -15,6 +15,11 @@
 * :func:`detections_table` and :func:`truth_table`: detections on convert
   strips as a table with depths, and the true intervals of the same strips
   (the convert output's ``intervals.csv``), for validation.
+* Ensembles of any head (``--members``): :func:`read_members` (two or more
+  single networks, never overwritten), :func:`ensemble_record` (what the
+  checkpoint says of its members), :func:`train_members` (train them from
+  successive seeds into ``<out>.runs/``, then the head's ``combine``) and
+  :func:`train_ensemble` (the CLI's path, refusing ``--resume``).
 """
 
 from __future__ import annotations

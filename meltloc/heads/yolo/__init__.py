@@ -47,7 +47,10 @@ class YoloHead(Head):
         for i, member in enumerate(checkpoint.get("members") or [], start=2):
             if not isinstance(member, dict) or "model" not in member:
                 raise CheckpointError(f"ensemble member {i} lacks its weights: a damaged checkpoint")
-            if not same_canvas(YoloConfig.from_dict(member.get("config", checkpoint["config"])), self.cfg):
+            config = member.get("config", checkpoint["config"])
+            if not isinstance(config, dict):
+                raise CheckpointError(f"ensemble member {i} has no readable config: a damaged checkpoint")
+            if not same_canvas(YoloConfig.from_dict(config), self.cfg):
                 raise CheckpointError(f"ensemble member {i} cuts other tiles than the first; combine members "
                                       "trained on one convert output")
             self.members.append(load_network(member["model"], device))

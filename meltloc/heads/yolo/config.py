@@ -30,6 +30,8 @@ come out against those that went in (tests/test_yolo.py).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -159,12 +161,17 @@ class YoloSettings:
                 number = float(value)
             except (TypeError, ValueError):
                 raise MeltlocError(f"YOLO setting {name}={value!r}: not a number") from None
+            if not math.isfinite(number):
+                raise MeltlocError(f"YOLO setting {name}={value}: not a finite number")
             if name == "positive_repeats":
                 if number < 1 or number != int(number):
                     raise MeltlocError(f"YOLO setting positive_repeats={value}: a whole number, at least 1")
+                setattr(self, name, int(number))
             elif not 0.0 <= number <= 1.0:
                 what = "a share of the training tiles" if name in shares else "a fraction"
                 raise MeltlocError(f"YOLO setting {name}={value}: {what}, from 0 to 1")
+            else:
+                setattr(self, name, number)  # "0.5" from a text file is 0.5 from here on
 
 
 AUGMENT_KEYS = ("fliplr", "flipud", "translate", "hsv_v", "scale", "degrees", "shear", "perspective", "mosaic",

@@ -114,7 +114,8 @@ def same_canvas(a, b) -> bool:
                else getattr(a, k) == getattr(b, k) for k in CANVAS)
 
 
-def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path, compact: bool = False) -> dict:
+def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path, compact: bool = False,
+            device: str = "cpu") -> dict:
     """Write an ensemble checkpoint of trained YOLO checkpoints, its threshold chosen on ``data_dir``'s
     validation split.
 
@@ -124,6 +125,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
         out: the ensemble checkpoint to write (never one of ``members``).
         compact: store every network's weights in 8 bits (:func:`~meltloc.heads.yolo.network.compact_payload`:
             a quarter of the size); the threshold is then chosen for the networks as stored.
+        device: where the networks run on the validation sections.
 
     Returns:
         ``{"out", "score_threshold", "threshold_val_f1", "members", "val"}``.
@@ -154,8 +156,8 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
         raise DatasetError("no validation sections to choose the ensemble's threshold on", data_dir)
     if compact:
         checkpoints = [{**ck, "model": compact_payload(ck["model"])} for ck in checkpoints]
-    models = [load_network(ck["model"]) for ck in checkpoints]
-    pred = detections_table(val_set, lambda smp: detect_members(models, smp.pixels, first, FLOOR))
+    models = [load_network(ck["model"], device) for ck in checkpoints]
+    pred = detections_table(val_set, lambda smp: detect_members(models, smp.pixels, first, FLOOR, device))
     threshold, val = choose_threshold(lambda thr: pred[pred["score"] >= thr], truth_table(val_set, data_dir))
     payload = dict(checkpoints[0])
     payload["members"] = [{"config": ck["config"], "model": ck["model"]} for ck in checkpoints[1:]]
@@ -184,4 +186,5 @@ def train_members(data_dir: str | Path, out: str | Path, settings, members: int)
         runs = str(Path(settings.runs) / f"member{i + 1}") if settings.runs else None
         return train(data_dir, path, replace(settings, seed=settings.seed + i, runs=runs))
 
-    return training.train_members(data_dir, out, members, train_one, combine)
+    return training.train_members(data_dir, out, members, train_one,
+                                  lambda paths, data, to: combine(paths, data, to, device=settings.device))

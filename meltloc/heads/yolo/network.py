@@ -24,17 +24,23 @@ def network_payload(model: torch.nn.Module) -> dict:
     return {"yaml": plain(dict(model.yaml)), "state_dict": state}
 
 
+_SMALLEST_COMPACT = 1024
+"""Tensors with fewer values stay as they are: they cost nothing, and one of them is the fixed 0..15 ramp that
+decodes YOLO's box edges (``dfl.conv.weight``, 16 values), which 8 bits would bend."""
+
+
 def compact_payload(payload: dict) -> dict:
-    """:func:`network_payload` with every weight tensor of two or more dimensions (the convolutions) stored as
-    8-bit integers and one float scale per output channel: about a quarter of the float32 size, so that an
-    ensemble of several networks stays a small file. :func:`build_network` restores float weights
-    (``integer * scale``); the rounding error of a weight is at most half its channel's largest weight / 127.
+    """:func:`network_payload` with every weight tensor of two or more dimensions and at least
+    :data:`_SMALLEST_COMPACT` values (the convolutions) stored as 8-bit integers and one float scale per output
+    channel: about a quarter of the float32 size, so that an ensemble of several networks stays a small file.
+    :func:`build_network` restores float weights (``integer * scale``); the rounding error of a weight is at most
+    half its channel's largest weight / 127.
     """
     if payload.get("int8_scales"):
         return payload  # compact already
     state, scales = {}, {}
     for key, value in payload["state_dict"].items():
-        if value.is_floating_point() and value.dim() >= 2 and value.numel() > 0:
+        if value.is_floating_point() and value.dim() >= 2 and value.numel() >= _SMALLEST_COMPACT:
             value = value.float()
             scale = value.abs().flatten(1).amax(dim=1).clamp(min=1e-12) / 127.0
             shape = (-1,) + (1,) * (value.dim() - 1)
