@@ -183,6 +183,9 @@ python "$REPO/benchmarks/layer_visibility.py" hard_test --seed 99 --first-bag 12
 # the ninth round's shipped ensemble and the seventh round's network, by the same oracle
 python "$REPO/benchmarks/layer_visibility.py" hard_test --seed 99 --first-bag 1211 --style hard \
     --weights "$REPO/weights/regression.pt" "$OUT/regression_seventh.pt" --out "$OUT/visibility_hard9.csv"
+# the twelfth round: the shipped YOLO network, seed 1 on the 54 sections and seeds 0 and 1 fused
+python "$REPO/benchmarks/layer_visibility.py" hard_test --seed 99 --first-bag 1211 --style hard \
+    --weights "$REPO/weights/yolo.pt" "$OUT/yolo_big20_s1.pt" "$OUT/yolo_big20_ens2_8bit.pt" --out "$OUT/visibility_hard12.csv"
 
 # the operating threshold by the old rule (F1-best) and the current one (within one validation layer of the best,
 # nearest 0.5), and what each scores on the test sets; the README's runs were trained under the old rule, and
