@@ -31,7 +31,6 @@ come out against those that went in (tests/test_yolo.py).
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
