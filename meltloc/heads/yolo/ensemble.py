@@ -37,14 +37,6 @@ CANVAS = ("px_per_mm", "width", "inset", "tile_rows", "tile_overlap", "input_hw"
 Found = tuple[str, float, float, float]  # (class name, score, start row, end row)
 
 
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = min(a[1], b[1]) - max(a[0], b[0])
-    if inter <= 0:
-        return 0.0
-    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def fuse(answers: Sequence[Sequence[Found]], merge_iou: float, fuse_iou: float = FUSE_IOU) -> list[Found]:
     """One answer from the members' answers (1-D weighted box fusion, then 1-D NMS).
 
@@ -58,7 +50,7 @@ def fuse(answers: Sequence[Sequence[Found]], merge_iou: float, fuse_iou: float =
     """
     import torch
 
-    from meltloc.heads.ops1d import nms_1d
+    from meltloc.heads.ops1d import iou_1d, nms_1d
 
     n_members = len(answers)
     if n_members == 0:
@@ -67,11 +59,13 @@ def fuse(answers: Sequence[Sequence[Found]], merge_iou: float, fuse_iou: float =
                     if b > a), key=lambda t: -t[0])
     bands: list[dict] = []
     for score, a, b, name, m in boxes:
-        best, best_iou = None, fuse_iou
-        for band in bands:
-            iou = _iou((a, b), band["interval"])
-            if iou > best_iou:
-                best, best_iou = band, iou
+        best = None
+        if bands:
+            ious = iou_1d(torch.tensor([[a, b]], dtype=torch.float64),
+                          torch.tensor([band["interval"] for band in bands], dtype=torch.float64))[0]
+            k = int(torch.argmax(ious))
+            if float(ious[k]) > fuse_iou:
+                best = bands[k]
         if best is not None and m in best["members"]:
             continue  # a weaker box of a member on a band it already voted for
         if best is None:
