@@ -359,6 +359,32 @@ def test_a_device_that_is_not_there_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "d.csv").exists()
 
 
+def test_on_a_gpu_the_regression_head_trains_combines_and_detects_as_on_the_cpu(tiny_trained, tmp_path):
+    """Runs where CUDA is (the GPU machine); the networks' inputs follow them to the device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    from conftest import invoke_cli
+
+    conv, _ = tiny_trained
+    weights = tmp_path / "gpu.pt"
+    result = invoke_cli("train", "--head", "regression", "--data", conv, "--out", weights, "--epochs", 2,
+                        "--steps-per-epoch", 2, "--batch", 2, "--members", 2, "--device", "cuda")
+    assert result.returncode == 0, result.stderr
+    image = SAMPLE / "images" / "227.png"
+    tables = []
+    for device in ("cuda", "cpu"):
+        out = tmp_path / f"{device}.csv"
+        result = invoke_cli("detect", image, "--weights", weights, "--out", out, "--device", device,
+                            "--min-score", 0.05)
+        assert result.returncode == 0, result.stderr
+        tables.append(pd.read_csv(out))
+    on_gpu, on_cpu = tables
+    assert len(on_gpu) == len(on_cpu)
+    assert np.allclose(on_gpu[["row_from", "row_to", "score"]], on_cpu[["row_from", "row_to", "score"]], atol=1e-2)
+
+
 @pytest.mark.parametrize("args", [["detect", "--device", "gpu"], ["train", "--head", "regression", "--device", "gpu"]],
                          ids=" ".join)
 def test_an_unknown_device_is_refused_before_any_work(args, tmp_path):

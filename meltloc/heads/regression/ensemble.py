@@ -24,7 +24,7 @@ from meltloc.strip_dataset import load_strips, read_strip_table
 HEAD = "regression"
 
 
-def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path) -> dict:
+def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path, device: str = "cpu") -> dict:
     """Write an ensemble checkpoint of trained regression checkpoints, its threshold chosen on ``data_dir``'s
     validation split.
 
@@ -32,6 +32,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
         members: two or more regression checkpoints (single networks) trained on ``data_dir``'s train split.
         data_dir: the ``meltloc convert`` output they were trained on.
         out: the ensemble checkpoint to write (never one of ``members``).
+        device: where the networks run on the validation sections.
 
     Returns:
         ``{"out", "score_threshold", "threshold_val_f1", "members"}``.
@@ -62,7 +63,7 @@ def combine(members: Sequence[str | Path], data_dir: str | Path, out: str | Path
     payload = {key: value for key, value in checkpoints[0].items() if key not in ("optimizer", "scheduler")}
     payload["members"] = [{"config": ck["config"], "model": ck["model"]} for ck in checkpoints[1:]]
     payload["train"] = {**checkpoints[0].get("train", {}), **ensemble_record(paths, checkpoints)}
-    head = RegressionHead(payload)
+    head = RegressionHead(payload, device)
     threshold, f1 = choose_operating_threshold([head.model, *head.members], val_set, truth_table(val_set, data_dir))
     payload["score_threshold"] = threshold
     payload["train"]["threshold_val_f1"] = f1
@@ -86,4 +87,5 @@ def train_members(data_dir: str | Path, out: str | Path, settings, members: int,
         return train(data_dir, path, replace(settings, seed=settings.seed + i), show_progress=show_progress,
                      label=f"train regression {i + 1}/{members}")
 
-    return training.train_members(data_dir, out, members, train_one, combine)
+    return training.train_members(data_dir, out, members, train_one,
+                                  lambda paths, data, to: combine(paths, data, to, device=settings.device))

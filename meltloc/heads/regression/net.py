@@ -386,13 +386,13 @@ def pad_rows(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
 @torch.inference_mode()
 def predict_strip(model: RegressionNet, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's answer for one strip: per position, class probabilities (C, N) and the interval it
-    points at (N, 2: start and end row, clamped to the strip)."""
+    points at (N, 2: start and end row, clamped to the strip), on the CPU wherever the network runs."""
     model.eval()
     h = pixels.shape[0]
-    x = pad_rows(normalise_for(model.cfg, pixels)[None, None])
+    x = pad_rows(normalise_for(model.cfg, pixels)[None, None]).to(next(model.parameters()).device)
     logits, distances = model(x)
-    centers = model.centers(logits.shape[-1])
-    return torch.sigmoid(logits[0]), decode_distances(centers, distances[0].T).clamp(0, h)
+    centers = model.centers(logits.shape[-1], logits.device)
+    return torch.sigmoid(logits[0]).cpu(), decode_distances(centers, distances[0].T).clamp(0, h).cpu()
 
 
 def predict_strip_mean(models: list[RegressionNet], pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
