@@ -202,6 +202,16 @@ $M convert --images dev_hard/images --sections dev_hard/sections.tab --labels de
 python "$REPO/benchmarks/boundary_refinement.py" conv_dev_hard dev_hard --weights "$REPO/weights/yolo.pt" \
     "$REPO/weights/regression.pt"
 
+# the shipped detectors and the thirteenth round's ensemble on each test set, and how far F1 on 12 sections would
+# move with other sections of the same kind (a bootstrap over sections)
+for test in hard_test wide_test classic_test; do
+  $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp13_$test" \
+      --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/ens_big2_alpha_breaks.pt" --quiet
+  d="$OUT/cmp13_$test/detections"
+  python "$REPO/benchmarks/section_bootstrap.py" "$test/truth.csv" "$d/regression__regression_.csv" \
+      "$d/yolo.csv" "$d/regression__ens_big2_alpha_breaks_.csv"
+done
+
 # the operating threshold by the old rule (F1-best) and the current one (within one validation layer of the best,
 # nearest 0.5), and what each scores on the test sets; the README's runs were trained under the old rule, and
 # this reports both rules whatever threshold a checkpoint stores
