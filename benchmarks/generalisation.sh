@@ -212,6 +212,9 @@ for test in hard_test wide_test classic_test; do
       "$d/yolo.csv" "$d/regression__ens_big2_alpha_breaks_.csv"
 done
 
+# the shipped detectors' time per section at one torch thread (as detect runs them on 2 cores), interleaved
+python "$REPO/benchmarks/head_speed.py" hard_test --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt"
+
 # the operating threshold by the old rule (F1-best) and the current one (within one validation layer of the best,
 # nearest 0.5), and what each scores on the test sets; the README's runs were trained under the old rule, and
 # this reports both rules whatever threshold a checkpoint stores
