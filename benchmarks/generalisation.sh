@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 14 hours on 2 CPU cores, one training at a time, as estimated
-# from the runs' recorded times: about 40 regression runs of 8-15 min and 10 YOLO runs of 35-67 min; ~3 GB of PNG
+# Generalisation benchmark (run by hand; roughly 16 hours on 2 CPU cores, one training at a time, as estimated
+# from the runs' recorded times: about 43 regression runs of 8-38 min and 10 YOLO runs of 35-67 min; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
@@ -12,6 +12,8 @@
 #   wide_test     12 sections, seed 77, 1099.5-1119.3 m, --style wide
 #   hard_test     12 sections, seed 99, 665.5-685.3 m, --style hard      (our hard test set: mostly faint,
 #                 diffuse, tilted layers, blur up to 2.5 px, brittle-zone breaks)
+#   dev_hard       8 sections, seed 131, from 825 m, --style hard        (development only: choices are made on it,
+#                 never on a test set; thirteenth round)
 # Training sets:
 #   train24       24 sections, seed 11, 124.3-163.9 m, --style wide      (the "defaults on 24 sections" run)
 #   big           train24 plus 30 sections of seed 41 at 111, 212, 481, 761 (hard) and 954 m (mixed styles):
