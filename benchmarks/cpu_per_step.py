@@ -1,7 +1,9 @@
 """CPU seconds per section for each step of detect, one thread each, and the best that 2 cores could do with them.
 
     meltloc synth /tmp/bench/bmp --sections 3 --px-per-cm 186 --style classic --format bmp
-    python benchmarks/cpu_per_step.py /tmp/bench/bmp --weights weights/regression.pt weights/yolo.pt [--repeats 3]
+    git show 0ed3e73:weights/regression.pt > /tmp/regression_seventh.pt   # one network (the seventh round's)
+    python benchmarks/cpu_per_step.py /tmp/bench/bmp --weights weights/regression.pt /tmp/regression_seventh.pt \
+        weights/yolo.pt [--repeats 3]
 
 For every image of a synth folder (``images/``, ``sections.tab``), ``--repeats`` times: the CPU time
 (``time.process_time``, one torch and one OpenCV thread) of reading and decoding it, of finding its core, and
@@ -46,7 +48,8 @@ def main() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     manifest = read_manifest(args.core / "sections.tab")
-    detectors = {w.name: load_detector(w) for w in args.weights}
+    names = [w.name if [v.name for v in args.weights].count(w.name) == 1 else str(w) for w in args.weights]
+    detectors = {name: load_detector(w) for name, w in zip(names, args.weights)}
     rows = []
     for _ in range(args.repeats):
         for path in list_images(args.core / "images"):

@@ -209,6 +209,11 @@ python "$REPO/benchmarks/boundary_refinement.py" conv_dev_hard dev_hard --weight
 for test in hard_test wide_test classic_test; do
   $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp13_$test" \
       --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/ens_big2_alpha_breaks.pt" --quiet
+  # single networks of that run beside the shipped detectors (cmp13a; with OMP_NUM_THREADS=1: seconds per section
+  # at one thread)
+  OMP_NUM_THREADS=1 $M compare --data "conv_$test" --images "$test/images" --truth "$test/truth.csv" \
+      --out "$OUT/cmp13a_$test" --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" \
+      "$OUT/reg_big2_alpha_breaks_s0.pt" "$OUT/reg_big2_alpha_breaks_s2.pt" --quiet
   d="$OUT/cmp13_$test/detections"
   python "$REPO/benchmarks/section_bootstrap.py" "$test/truth.csv" "$d/regression__regression_.csv" \
       "$d/yolo.csv" "$d/regression__ens_big2_alpha_breaks_.csv"

@@ -389,7 +389,9 @@ def predict_strip(model: RegressionNet, pixels: np.ndarray) -> tuple[torch.Tenso
     points at (N, 2: start and end row, clamped to the strip), on the CPU wherever the network runs."""
     model.eval()
     h = pixels.shape[0]
-    x = pad_rows(normalise_for(model.cfg, pixels)[None, None]).to(next(model.parameters()).device)
+    weight = next(model.parameters(), None)  # a network without weights (a test's stand-in) runs on the CPU
+    x = pad_rows(normalise_for(model.cfg, pixels)[None, None])
+    x = x if weight is None else x.to(weight.device)
     logits, distances = model(x)
     centers = model.centers(logits.shape[-1], logits.device)
     return torch.sigmoid(logits[0]).cpu(), decode_distances(centers, distances[0].T).clamp(0, h).cpu()
