@@ -103,12 +103,25 @@ def _integer_percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[floa
     return out
 
 
+def _closed_along_depth(lit: np.ndarray) -> np.ndarray:
+    """A coarse lit mask closed along depth (dark melt layers and clear patches, up to ~2.5 % of the core length)
+    and a little across, then opened 3 x 3."""
+    k_rows = max(3, int(0.025 * lit.shape[0]) | 1)
+    # Pad with background first: closing must not glue the core to the image border.
+    pad = k_rows
+    lit = cv2.copyMakeBorder(lit, pad, pad, 2, 2, cv2.BORDER_CONSTANT, value=0)
+    lit = cv2.morphologyEx(lit, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, k_rows)))
+    lit = np.ascontiguousarray(lit[pad:-pad, 2:-2])
+    return cv2.morphologyEx(lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+
+
 def find_core(image: np.ndarray) -> CoreBounds:
     """Find the core's ends and sides in a section image.
 
     Steps: a coarse lit mask (threshold between the black background and the
     ice level, closed along depth so dark bands inside the core do not cut
-    it); the largest component is the core; its ends are the medians over
+    it; kept only near the same mask made from the threshold opened
+    3 x 3, against sensor noise); the largest component is the core; its ends are the medians over
     central columns of each column's first and last lit row; each end is then
     refined at full resolution as the mean, over ~1 mm column blocks, of
     where each block crosses half its own ice level (:func:`_refine_end`).
@@ -135,15 +148,17 @@ def find_core(image: np.ndarray) -> CoreBounds:
     if ice - background < 4.0:
         raise GeometryError("no core found: the image is (nearly) uniformly dark")
     threshold = background + max(3.0, 0.25 * (ice - background))
-    lit = (small > threshold).astype(np.uint8)
-    # Close along depth (dark melt layers and clear patches, up to ~2.5 % of the core length) and a little across.
-    k_rows = max(3, int(0.025 * small.shape[0]) | 1)
-    # Pad with background first: closing must not glue the core to the image border.
-    pad = k_rows
-    lit = cv2.copyMakeBorder(lit, pad, pad, 2, 2, cv2.BORDER_CONSTANT, value=0)
-    lit = cv2.morphologyEx(lit, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (3, k_rows)))
-    lit = np.ascontiguousarray(lit[pad:-pad, 2:-2])
-    lit = cv2.morphologyEx(lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    lit = _closed_along_depth((small > threshold).astype(np.uint8))
+    # In a dim, noisy scan single background pixels rise over the threshold, and the closing glues that speckle to
+    # the core (its ends at the image's edges, in the black). Speckle is what a 3 x 3 opening before the closing
+    # takes away: the mask is kept only near the largest region of that speckle-free mask, so wherever there is no
+    # speckle the core is found exactly as from the plain mask.
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+    clean = _closed_along_depth(cv2.morphologyEx((small > threshold).astype(np.uint8), cv2.MORPH_OPEN, square))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(clean, connectivity=8)
+    if n >= 2:
+        region = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+        lit &= cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
     if n < 2:
         raise GeometryError("no core found: nothing brighter than the background")
@@ -185,9 +200,9 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
     """Sub-pixel row of one core end near ``coarse_row``.
 
     The central 80 % of the core is cut into column blocks about 1 mm wide;
-    each block's end is where its mean crosses half-way between the black
-    background and its own ice level (the median over 1.5-8 mm inside the
-    end), with linear interpolation; the end is the trimmed mean over the
+    each block's end is where its mean (run over 5 rows, against sensor
+    noise) crosses half-way between the black background and its own ice
+    level (the median over 1.5-8 mm inside the end), with linear interpolation; the end is the trimmed mean over the
     blocks (a tenth dropped at each side). This is the mean end over the
     width, as :class:`DepthScale` wants, whatever the slope of a hand-cut end
     or the illumination across the core. Falls back to the central row mean
@@ -220,6 +235,9 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
         return _refine_end_rows(image, coarse_row, left, right, ice, upper, scale)
     level = np.median(inside, axis=0)
     black = float(np.median(edge_band[:max(2, win // 3)]))
+    # A running mean over 5 rows (about 0.3 mm) before the crossings: a symmetric box leaves an edge's half-way row
+    # where it is, and in a dim, noisy scan it keeps the black's noise from crossing half-way before the edge.
+    edge_band = cv2.blur(np.ascontiguousarray(edge_band), (1, 5), borderType=cv2.BORDER_REPLICATE)
     half = black + 0.5 * (level - black)
     ends = []
     for j in np.flatnonzero(level - black >= 3.0):

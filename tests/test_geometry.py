@@ -84,3 +84,19 @@ def test_core_finding_percentiles_are_numpys_from_a_histogram():
             qs = (0, 1, 50, 80, 100)
             assert _integer_percentiles(values, qs) == pytest.approx(
                 [np.percentile(values.astype(np.float64), q) for q in qs], abs=1e-9)
+
+
+def test_a_dim_image_with_a_noisy_background_has_its_core_ends_and_sides_where_the_ice_is():
+    # As a dim 16-bit scan draws it (hard_big's 1811.png): ice three times the black around it, and sensor noise
+    # that lifts a few background pixels in a hundred of the coarse mask over the lit threshold. That speckle must
+    # not be glued to the core, which put its ends at the image's edges, in the black (16 mm off there).
+    rng = np.random.default_rng(3)
+    height, width = 16000, 300                                                   # about 10 px per mm
+    image = 1030 + 900 * rng.standard_normal((height, width))                 # black, noisy
+    top, bottom, left, right = 1500, 15000, 30, 270
+    image[top:bottom, left:right] += 2100 + 700 * rng.random((bottom - top, right - left))
+    bounds = find_core(np.clip(image, 0, 65535).astype(np.uint16))
+    px_per_mm = (bottom - top) / 1650
+    assert abs(bounds.top_row - top) / px_per_mm < 0.3
+    assert abs(bounds.bottom_row - bottom) / px_per_mm < 0.3
+    assert abs(bounds.left_col - left) <= 8 and abs(bounds.right_col - right) <= 8      # two coarse pixels
