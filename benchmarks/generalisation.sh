@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 16 hours on 2 CPU cores, one training at a time, as estimated
+# Generalisation benchmark (run by hand; roughly 17 hours on 2 CPU cores, one training at a time, as estimated
 # from the runs' recorded times: about 43 regression runs of 8-38 min and 10 YOLO runs of 35-67 min; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
@@ -14,6 +14,9 @@
 #                 diffuse, tilted layers, blur up to 2.5 px, brittle-zone breaks)
 #   dev_hard       8 sections, seed 131, from 825 m, --style hard        (development only: choices are made on it,
 #                 never on a test set; thirteenth round)
+#   hard_big      36 sections, seed 171, 576.4-606.1 m, and seed 172, 988.9-1018.6 m, --style hard (a larger hard
+#                 test set, reported beside hard_test since the fourteenth round)
+#   dev_wide6      6 sections, seed 133, 1043.4-1053.3 m, --style wide   (development only; fourteenth round)
 # Training sets:
 #   train24       24 sections, seed 11, 124.3-163.9 m, --style wide      (the "defaults on 24 sections" run)
 #   big           train24 plus 30 sections of seed 41 at 111, 212, 481, 761 (hard) and 954 m (mixed styles):
@@ -217,6 +220,43 @@ for test in hard_test wide_test classic_test; do
   d="$OUT/cmp13_$test/detections"
   python "$REPO/benchmarks/section_bootstrap.py" "$test/truth.csv" "$d/regression__regression_.csv" \
       "$d/yolo.csv" "$d/regression__ens_big2_alpha_breaks_.csv"
+done
+
+# Fourteenth round: a larger hard test set (36 sections of the hard style, two seeds and depth bands no training,
+# test or development section uses), reported beside hard_test; no choice is made on it
+$M synth hard_big_parts/h577 --sections 18 --px-per-cm 186 --seed 171 --first-bag 1049 --style hard
+$M synth hard_big_parts/h990 --sections 18 --px-per-cm 186 --seed 172 --first-bag 1799 --style hard
+python "$REPO/benchmarks/merge_cores.py" hard_big hard_big_parts/h577 hard_big_parts/h990
+python -c "import pandas as pd; m = pd.read_csv('hard_big/sections.csv'); \
+pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv('splits_hard_big.csv', index=False)"
+$M convert --images hard_big/images --sections hard_big/sections.csv --labels hard_big/features.csv \
+    --out conv_hard_big --splits splits_hard_big.csv --quiet
+$M compare --data conv_hard_big --images hard_big/images --truth hard_big/truth.csv --out "$OUT/cmp14_hard_big" \
+    --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/thr24.pt" "$OUT/ens_big2_alpha_breaks.pt" --quiet
+d="$OUT/cmp14_hard_big/detections"
+python "$REPO/benchmarks/section_bootstrap.py" hard_big/truth.csv "$d/regression__regression_.csv" "$d/yolo.csv" \
+    "$d/threshold.csv" "$d/regression__ens_big2_alpha_breaks_.csv"
+# the fourteenth round's core-finding fix (a dim, noisy scan's ends): the three test sets converted again with it,
+# and the shipped detectors and the threshold head compared (conv_$test above holds the same when this script is run
+# with the current code)
+for test in hard_test wide_test classic_test; do
+  $M convert --images "$test/images" --sections "$test/sections.tab" --labels "$test/features.csv" \
+      --out "conv14_$test" --splits "splits_$test.csv" --quiet
+  $M compare --data "conv14_$test" --images "$test/images" --truth "$test/truth.csv" --out "$OUT/cmp14g_$test" \
+      --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/thr24.pt" --quiet
+done
+# a second development set of the wide style (6 sections), converted like the test sets
+$M synth dev_wide6 --sections 6 --px-per-cm 186 --seed 133 --first-bag 1898 --style wide
+python -c "import pandas as pd; m = pd.read_csv('dev_wide6/sections.csv'); \
+pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv('splits_dev_wide6.csv', index=False)"
+$M convert --images dev_wide6/images --sections dev_wide6/sections.tab --labels dev_wide6/features.csv \
+    --out conv_dev_wide6 --splits splits_dev_wide6.csv --quiet
+
+# the current defaults on 24 sections, seeds 0 and 1 (the fourteenth round's baseline for the quality-target
+# experiment, whose code was not kept), on the development sets
+for dev in dev_hard dev_wide6; do
+  $M compare --data "conv_$dev" --images "$dev/images" --truth "$dev/truth.csv" --out "$OUT/dev14_$dev" \
+      --weights "$OUT/reg24.pt" "$OUT/reg24_s1.pt" --quiet
 done
 
 # the shipped detectors' time per section at one torch thread (as detect runs them on 2 cores), interleaved

@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     tables = [section_counts(d, args.truth) for d in args.detections]
-    sections = sorted(set().union(*(t.index for t in tables)))
+    # every section the truth names, also one where no head detects anything and nothing is to be found
+    sections = sorted(set().union(*(t.index for t in tables), pd.read_csv(args.truth)["image"]))
     counts = np.stack([t.reindex(sections, fill_value=0).to_numpy() for t in tables])      # (heads, sections, 3)
     rng = np.random.default_rng(args.seed)
     draws = rng.integers(0, len(sections), size=(args.draws, len(sections)))
