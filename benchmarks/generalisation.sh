@@ -232,7 +232,8 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv('splits_hard_big.csv', 
 $M convert --images hard_big/images --sections hard_big/sections.csv --labels hard_big/features.csv \
     --out conv_hard_big --splits splits_hard_big.csv --quiet
 $M compare --data conv_hard_big --images hard_big/images --truth hard_big/truth.csv --out "$OUT/cmp14_hard_big" \
-    --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/thr24.pt" "$OUT/ens_big2_alpha_breaks.pt" --quiet
+    --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/thr24.pt" "$OUT/ens_big2_alpha_breaks.pt" \
+    --quiet
 d="$OUT/cmp14_hard_big/detections"
 python "$REPO/benchmarks/section_bootstrap.py" hard_big/truth.csv "$d/regression__regression_.csv" "$d/yolo.csv" \
     "$d/threshold.csv" "$d/regression__ens_big2_alpha_breaks_.csv"
@@ -252,8 +253,9 @@ pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv('splits_dev_wide6.csv',
 $M convert --images dev_wide6/images --sections dev_wide6/sections.tab --labels dev_wide6/features.csv \
     --out conv_dev_wide6 --splits splits_dev_wide6.csv --quiet
 
-# the current defaults on 24 sections, seeds 0 and 1 (the fourteenth round's baseline for the quality-target
-# experiment, whose code was not kept), on the development sets
+# the current defaults on 24 sections, seeds 0 and 1, on the development sets: the fourteenth round's baseline for
+# the quality-target experiment (whose code was not kept), trained again that round by the same commands as
+# reg24.pt and reg24_s1.pt above
 for dev in dev_hard dev_wide6; do
   $M compare --data "conv_$dev" --images "$dev/images" --truth "$dev/truth.csv" --out "$OUT/dev14_$dev" \
       --weights "$OUT/reg24.pt" "$OUT/reg24_s1.pt" --quiet

@@ -5,7 +5,8 @@
 
 Each detections table (``meltloc detect`` or ``compare``'s ``detections/<head>.csv``, at the head's operating
 threshold) is matched to the truth once, section by section (true and false layers, misses at IoU 0.5, as
-``meltloc evaluate`` counts them). The sections are then drawn with replacement, as many as the test set holds,
+``meltloc evaluate`` counts them). The test set's sections are those the truth names (any feature) or a table
+detects in; they are then drawn with replacement, as many as the test set holds,
 ``--draws`` times; each draw's F1 pools the drawn sections' counts. It prints each table's F1 with the central
 90 % of the draws, and for every pair the difference in F1 on the same draws (the second minus the first) with
 its 90 % interval and how often it is above zero: whether one head's lead on 12 sections would hold on others.

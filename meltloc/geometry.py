@@ -120,9 +120,10 @@ def find_core(image: np.ndarray) -> CoreBounds:
 
     Steps: a coarse lit mask (threshold between the black background and the
     ice level, closed along depth so dark bands inside the core do not cut
-    it; kept only near the same mask made from the threshold opened
-    3 x 3, against sensor noise); the largest component is the core; its ends are the medians over
-    central columns of each column's first and last lit row; each end is then
+    it; kept only near the box around the same mask made from the threshold
+    opened 3 x 3, against sensor noise); the largest component is the core;
+    its ends are the medians over central columns of each column's first and
+    last lit row; each end is then
     refined at full resolution as the mean, over ~1 mm column blocks, of
     where each block crosses half its own ice level (:func:`_refine_end`).
     Robust to uneven cuts, dark ice next to an end, uneven illumination
@@ -150,15 +151,21 @@ def find_core(image: np.ndarray) -> CoreBounds:
     threshold = background + max(3.0, 0.25 * (ice - background))
     lit = _closed_along_depth((small > threshold).astype(np.uint8))
     # In a dim, noisy scan single background pixels rise over the threshold, and the closing glues that speckle to
-    # the core (its ends at the image's edges, in the black). Speckle is what a 3 x 3 opening before the closing
-    # takes away: the mask is kept only near the largest region of that speckle-free mask, so wherever there is no
-    # speckle the core is found exactly as from the plain mask.
+    # the core (its ends at the image's edges, in the black). A 3 x 3 opening before the closing takes speckle away:
+    # the mask is kept only within two coarse pixels of the box around the large regions of that speckle-free mask
+    # (all of them, so that a long dark stretch which cuts the speckle-free core in two cuts nothing here).
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
     clean = _closed_along_depth(cv2.morphologyEx((small > threshold).astype(np.uint8), cv2.MORPH_OPEN, square))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(clean, connectivity=8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(clean, connectivity=8)
     if n >= 2:
-        region = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-        lit &= cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5)))
+        regions = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= 0.01 * stats[1:, cv2.CC_STAT_AREA].max()]
+        x0, y0 = regions[:, cv2.CC_STAT_LEFT].min(), regions[:, cv2.CC_STAT_TOP].min()
+        x1 = (regions[:, cv2.CC_STAT_LEFT] + regions[:, cv2.CC_STAT_WIDTH]).max()
+        y1 = (regions[:, cv2.CC_STAT_TOP] + regions[:, cv2.CC_STAT_HEIGHT]).max()
+        lit[:max(0, y0 - 2)] = 0
+        lit[y1 + 2:] = 0
+        lit[:, :max(0, x0 - 2)] = 0
+        lit[:, x1 + 2:] = 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
     if n < 2:
         raise GeometryError("no core found: nothing brighter than the background")
@@ -202,8 +209,9 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
     The central 80 % of the core is cut into column blocks about 1 mm wide;
     each block's end is where its mean (run over 5 rows, against sensor
     noise) crosses half-way between the black background and its own ice
-    level (the median over 1.5-8 mm inside the end), with linear interpolation; the end is the trimmed mean over the
-    blocks (a tenth dropped at each side). This is the mean end over the
+    level (the median over 1.5-8 mm inside the end), with linear
+    interpolation; the end is the trimmed mean over the blocks (a tenth
+    dropped at each side). This is the mean end over the
     width, as :class:`DepthScale` wants, whatever the slope of a hand-cut end
     or the illumination across the core. Falls back to the central row mean
     (:func:`_refine_end_rows`) when fewer than 3 blocks show an edge.
@@ -235,8 +243,8 @@ def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice
         return _refine_end_rows(image, coarse_row, left, right, ice, upper, scale)
     level = np.median(inside, axis=0)
     black = float(np.median(edge_band[:max(2, win // 3)]))
-    # A running mean over 5 rows (about 0.3 mm) before the crossings: a symmetric box leaves an edge's half-way row
-    # where it is, and in a dim, noisy scan it keeps the black's noise from crossing half-way before the edge.
+    # A running mean over 5 rows (0.3 mm at 186 px/cm) before the crossings: a symmetric box leaves an edge's
+    # half-way row where it is, and in a dim, noisy scan it keeps the black's noise from crossing half-way early.
     edge_band = cv2.blur(np.ascontiguousarray(edge_band), (1, 5), borderType=cv2.BORDER_REPLICATE)
     half = black + 0.5 * (level - black)
     ends = []
