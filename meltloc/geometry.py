@@ -149,13 +149,14 @@ def find_core(image: np.ndarray) -> CoreBounds:
     if ice - background < 4.0:
         raise GeometryError("no core found: the image is (nearly) uniformly dark")
     threshold = background + max(3.0, 0.25 * (ice - background))
-    lit = _closed_along_depth((small > threshold).astype(np.uint8))
+    above = (small > threshold).astype(np.uint8)
+    lit = _closed_along_depth(above)
     # In a dim, noisy scan single background pixels rise over the threshold, and the closing glues that speckle to
     # the core (its ends at the image's edges, in the black). A 3 x 3 opening before the closing takes speckle away:
     # the mask is kept only within two coarse pixels of the box around the large regions of that speckle-free mask
     # (all of them, so that a long dark stretch which cuts the speckle-free core in two cuts nothing here).
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
-    clean = _closed_along_depth(cv2.morphologyEx((small > threshold).astype(np.uint8), cv2.MORPH_OPEN, square))
+    clean = _closed_along_depth(cv2.morphologyEx(above, cv2.MORPH_OPEN, square))
     n, _, stats, _ = cv2.connectedComponentsWithStats(clean, connectivity=8)
     if n >= 2:
         regions = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= 0.01 * stats[1:, cv2.CC_STAT_AREA].max()]
