@@ -6,7 +6,6 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -19,6 +18,7 @@ from meltloc import __version__
 from meltloc import heads as _heads  # the registry: names, help texts and options (imports no torch)
 from meltloc.atomic import check_output, ensure_writable, output_folder
 from meltloc.errors import MeltlocError
+from meltloc.interrupt import Terminated, handling_signals
 from meltloc.shipped import (DEFAULT_WEIGHTS, SAMPLE_AGE_SCALE, SAMPLE_IMAGES, SAMPLE_LOG, SAMPLE_SECTIONS,
                              SAMPLE_TRUTH, YOLO_WEIGHTS)
 
@@ -670,17 +670,6 @@ def review(
     console.print(f"stopped; the decisions are in {decisions}", highlight=False, soft_wrap=True)
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is so that open files are closed as after Ctrl-C.
-
-    Not a KeyboardInterrupt, which click turns into its own exit before :func:`main` sees it.
-    """
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
 def command():
     """The click command of :data:`app`, with every on/off option shown as a flag in ``--help`` (no ``<bool>``)."""
     import typer.main
@@ -712,11 +701,13 @@ def _flag_help(get_help_option):
 def main() -> None:
     """Console-script entry point: run the app, turning library errors into one line.
 
-    SIGTERM is handled like Ctrl-C (files closed, finished work kept) and exits with 143; Ctrl-C with 130.
+    SIGTERM is handled like Ctrl-C (files closed, finished work kept) and exits with 143; Ctrl-C with 130. A
+    stop that a library swallowed on its way is raised again at the next step of training or detection
+    (:mod:`meltloc.interrupt`).
     """
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        command()(prog_name="meltloc")
+        with handling_signals():
+            command()(prog_name="meltloc")
     except MeltlocError as exc:
         if _state["debug"]:
             raise

@@ -59,6 +59,7 @@ from meltloc.errors import ImageReadError, MeltlocError, OutputError, Problem
 from meltloc.geometry import scale_outliers
 from meltloc.heads.base import Head as Detector
 from meltloc.imageio import is_image, list_images, read_image
+from meltloc.interrupt import stop_if_asked
 from meltloc.manifest import EXPOSURE_ORDER, Manifest, exposure_of, exposure_rank, section_of
 from meltloc.names import natural_key
 from meltloc.progress import progress
@@ -647,6 +648,7 @@ def _detect_locked(items, detector, out, partial, done_path, identity, summary, 
                 with ThreadPoolExecutor(max_workers=1) as pool:
                     pending = pool.submit(_load, todo[0].path, manifest) if todo else None
                     for i in bar:
+                        stop_if_asked()
                         loaded = pending.result()
                         pending = pool.submit(_load, todo[i + 1].path, manifest) if i + 1 < len(todo) else None
                         result = _process(loaded, detector, manifest, score_threshold, overlay_of(todo[i]))
@@ -710,6 +712,7 @@ def _run_pool(todo, n_workers, record, bar, overlay_of, weights, device, threads
 
         fill()
         while pending:
+            stop_if_asked()
             item, future = pending.popleft()
             try:
                 result = future.result()

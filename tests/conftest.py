@@ -61,7 +61,8 @@ def invoke_cli(*args, cwd=None):
     from meltloc.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    argv, sigterm, here = sys.argv, signal.getsignal(signal.SIGTERM), os.getcwd()
+    argv, here = sys.argv, os.getcwd()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
         sys.argv = ["meltloc", *map(str, args)]
@@ -79,6 +80,7 @@ def invoke_cli(*args, cwd=None):
                 code = 1
     finally:
         sys.argv = argv
-        signal.signal(signal.SIGTERM, sigterm)
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
         os.chdir(here)
     return subprocess.CompletedProcess(["meltloc", *map(str, args)], code, out.getvalue(), err.getvalue())

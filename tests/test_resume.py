@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,35 @@ def test_stopped_detect_resumes_to_the_same_csv_as_an_uninterrupted_run(folder_r
     if sig != signal.SIGKILL:  # a handled stop says how to go on, in words
         assert "Traceback" not in stderr
         assert "--resume" in stderr and "resumed.csv.partial" in stderr
+    resume_and_check(args, whole, out)
+
+
+def test_a_ctrl_c_swallowed_on_its_way_still_stops_detect(folder_run, tmp_path, monkeypatch):
+    """Ctrl-C pressed inside a library's catch-all (here: while the third image is processed) stops the run before
+    the next image, with what was finished kept, as a Ctrl-C that arrived anywhere else does."""
+    import meltloc.detect as detect
+
+    args, whole, _ = folder_run
+    calls = []
+
+    def process(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:  # swallowed, as Python does for one raised in a __del__
+                pass
+        return real(*a, **k)
+
+    real = detect._process
+    monkeypatch.setattr(detect, "_process", process)
+    out = tmp_path / "swallowed.csv"
+    result = invoke_cli(*args, "--out", out)
+    assert result.returncode == 130, result.stderr
+    assert len(calls) == 3
+    assert len(set(out.with_name(out.name + ".done").read_text().split())) == 3
+    assert "--resume" in result.stderr and "swallowed.csv.partial" in result.stderr
+    monkeypatch.setattr(detect, "_process", real)
     resume_and_check(args, whole, out)
 
 

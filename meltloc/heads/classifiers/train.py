@@ -53,6 +53,7 @@ from meltloc.heads.classifiers.nets import build_model, count_parameters
 from meltloc.heads.classifiers.slices import StripWindows, balanced_slices, score_slices, strip_windows
 from meltloc.heads.classifiers.windows import NEGATIVE, POSITIVE, cut_windows, decode_windows, predict_strip
 from meltloc.heads.training import Checkpoints, choose_threshold, detections_table, truth_table, write_run_record
+from meltloc.interrupt import stop_if_asked
 from meltloc.progress import progress
 from meltloc.strip_dataset import StripSample, load_strips, read_strip_table
 
@@ -236,8 +237,10 @@ def train(data_dir: str | Path, out: str | Path, head: str, settings: Classifier
                       enabled=show_progress, unit="epoch")
     for epoch in epochs:
         t0 = time.time()
-        losses = [train_step(model, opt, *sampler.batch(rng, s.batch, s.augment), s.device)
-                  for _ in range(s.steps_per_epoch)]
+        losses = []
+        for _ in range(s.steps_per_epoch):
+            stop_if_asked()
+            losses.append(train_step(model, opt, *sampler.batch(rng, s.batch, s.augment), s.device))
         val = val_slices(model, val_windows, vslices, cfg, s.device)
         seconds += time.time() - t0
         record = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4),

@@ -24,6 +24,7 @@ from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count
                                           detect_strip, label_positions, losses, normalise_for, predict_strip_mean)
 from meltloc.heads.training import (PREFERRED_THRESHOLD, Checkpoints, choose_threshold, detections_table, truth_table,
                                     write_run_record)
+from meltloc.interrupt import stop_if_asked
 from meltloc.progress import progress
 from meltloc.strip_dataset import StripSample, apply_working_scale, load_strips, random_crop, read_strip_table
 
@@ -143,6 +144,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
         model.train()
         running = []
         for _ in range(s.steps_per_epoch):
+            stop_if_asked()
             x, targets = _batch(train_set, rng, model, s)
             x = x.to(s.device)
             soft = None

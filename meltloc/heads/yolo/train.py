@@ -115,9 +115,17 @@ def _register_run_weights(trainer) -> None:
             f.write("".join(h + "\n" for h in hashes))
 
 
+def _stop_if_asked(trainer) -> None:
+    """A Ctrl-C that something swallowed on its way stops training at the next batch all the same."""
+    from meltloc.interrupt import stop_if_asked
+
+    stop_if_asked()
+
+
 def _register_callbacks(yolo) -> None:
     for event in ("on_model_save", "on_train_end"):
         yolo.add_callback(event, _register_run_weights)
+    yolo.add_callback("on_train_batch_start", _stop_if_asked)
 
 
 def check_resumable(last: Path) -> None:
