@@ -384,13 +384,15 @@ def pad_rows(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_strip(model: RegressionNet, pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_strip(model: RegressionNet, pixels: np.ndarray, normalised: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The network's answer for one strip: per position, class probabilities (C, N) and the interval it
-    points at (N, 2: start and end row, clamped to the strip), on the CPU wherever the network runs."""
+    points at (N, 2: start and end row, clamped to the strip), on the CPU wherever the network runs.
+    ``normalised``: ``normalise_for(model.cfg, pixels)`` when the caller has it already."""
     model.eval()
     h = pixels.shape[0]
     weight = next(model.parameters(), None)  # a network without weights (a test's stand-in) runs on the CPU
-    x = pad_rows(normalise_for(model.cfg, pixels)[None, None])
+    x = pad_rows((normalise_for(model.cfg, pixels) if normalised is None else normalised)[None, None])
     x = x if weight is None else x.to(weight.device)
     logits, distances = model(x)
     centers = model.centers(logits.shape[-1], logits.device)
@@ -399,10 +401,17 @@ def predict_strip(model: RegressionNet, pixels: np.ndarray) -> tuple[torch.Tenso
 
 def predict_strip_mean(models: list[RegressionNet], pixels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`predict_strip` of several networks of one working scale and stride (an ensemble), averaged: the
-    mean probability per position and class, and the mean interval each position points at."""
+    mean probability per position and class, and the mean interval each position points at. Networks that
+    normalise alike share one normalised strip."""
     if len(models) == 1:
         return predict_strip(models[0], pixels)
-    answers = [predict_strip(m, pixels) for m in models]
+    normalised: dict[tuple, torch.Tensor] = {}
+    answers = []
+    for m in models:
+        key = (m.cfg.normalisation, m.cfg.norm_window_mm, m.cfg.px_per_mm)
+        if key not in normalised:
+            normalised[key] = normalise_for(m.cfg, pixels)
+        answers.append(predict_strip(m, pixels, normalised[key]))
     return torch.stack([a[0] for a in answers]).mean(dim=0), torch.stack([a[1] for a in answers]).mean(dim=0)
 
 
