@@ -17,6 +17,8 @@
 #   hard_big      36 sections, seed 171, 576.4-606.1 m, and seed 172, 988.9-1018.6 m, --style hard (a larger hard
 #                 test set, reported beside hard_test since the fourteenth round)
 #   dev_wide6      6 sections, seed 133, 1043.4-1053.3 m, --style wide   (development only; fourteenth round)
+#   dev_hard24    24 sections, seed 137, 748.0-787.6 m, --style hard    (development only; fifteenth round)
+#   dev_classic12 12 sections, seed 135, 715.0-734.8 m, --style classic (development only; fifteenth round)
 # Training sets:
 #   train24       24 sections, seed 11, 124.3-163.9 m, --style wide      (the "defaults on 24 sections" run)
 #   big           train24 plus 30 sections of seed 41 at 111, 212, 481, 761 (hard) and 954 m (mixed styles):
@@ -271,3 +273,32 @@ python "$REPO/benchmarks/threshold_rule.py" --tests hard_test wide_test classic_
     --run "$OUT/reg_big20_fifth.pt" conv_big20 --run "$OUT/reg_big.pt" conv_big --run "$OUT/reg_big_lens15.pt" conv_big20 \
     --run "$OUT/reg24_fifth_s0.pt" conv24 --run "$OUT/reg24_steer.pt" conv24 --run "$OUT/reg24_lens.pt" conv24 \
     --run "$OUT/reg24_lens15.pt" conv24 --out "$OUT/threshold_rule.csv"
+
+# Fifteenth round: two more development sets (choices are made on them, never on a test set), converted like the
+# test sets, with the shipped detectors on each development set
+$M synth dev_hard24 --sections 24 --px-per-cm 186 --seed 137 --first-bag 1361 --style hard
+$M synth dev_classic12 --sections 12 --px-per-cm 186 --seed 135 --first-bag 1301 --style classic
+for dev in dev_hard24 dev_classic12; do
+  python -c "import pandas as pd; m = pd.read_csv('$dev/sections.csv'); \
+pd.DataFrame({'image': m.image, 'split': 'test'}).to_csv('splits_$dev.csv', index=False)"
+  $M convert --images "$dev/images" --sections "$dev/sections.tab" --labels "$dev/features.csv" \
+      --out "conv_$dev" --splits "splits_$dev.csv" --quiet
+done
+for dev in dev_hard dev_hard24 dev_wide6 dev_classic12; do
+  OMP_NUM_THREADS=1 $M compare --data "conv_$dev" --images "$dev/images" --truth "$dev/truth.csv" \
+      --out "$OUT/dev15_$dev" --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" --quiet
+done
+# not kept: YOLO with flipped copies of the strip (2 and 4 passes fused), and YOLO's boundaries averaged with the
+# regression ensemble's
+for dev in dev_hard dev_hard24; do
+  for tta in width both; do
+    TTA=$tta OMP_NUM_THREADS=1 python "$REPO/benchmarks/yolo_flip_tta.py" compare --data "conv_$dev" \
+        --images "$dev/images" --truth "$dev/truth.csv" --out "$OUT/tta15_${tta}_$dev" --weights "$REPO/weights/yolo.pt" \
+        --quiet
+  done
+done
+for dev in dev_hard dev_hard24 dev_wide6; do
+  python "$REPO/benchmarks/fuse_heads.py" "$OUT/dev15_$dev/detections/yolo.csv" \
+      "$OUT/dev15_$dev/detections/regression.csv" "$OUT/fused15_$dev.csv" 0.5
+  $M evaluate --pred "$OUT/fused15_$dev.csv" --truth "$dev/truth.csv"
+done
