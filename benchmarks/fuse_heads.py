@@ -35,7 +35,8 @@ def main() -> None:
                 moved += 1
         rows.append({**det.to_dict(), "depth_from_m": top, "depth_to_m": bottom,
                      "thickness_mm": (bottom - top) * 1000.0})
-    pd.DataFrame(rows, columns=a_table.columns).to_csv(out, index=False)
+    columns = [c for c in a_table.columns if c not in ("row_from", "row_to")]  # rows of the first head only
+    pd.DataFrame(rows, columns=columns).to_csv(out, index=False)
     print(f"{moved} of {len(a_table)} detections moved; written to {out}")
 
 

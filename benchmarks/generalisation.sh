@@ -17,7 +17,8 @@
 #   hard_big      36 sections, seed 171, 576.4-606.1 m, and seed 172, 988.9-1018.6 m, --style hard (a larger hard
 #                 test set, reported beside hard_test since the fourteenth round)
 #   dev_wide6      6 sections, seed 133, 1043.4-1053.3 m, --style wide   (development only; fourteenth round)
-#   dev_hard24    24 sections, seed 137, 748.0-787.6 m, --style hard    (development only; fifteenth round)
+#   dev_hard24    24 sections, seed 137, 748.0-787.6 m, --style hard    (development only; fifteenth round; the
+#                 depths of big/h760, another seed)
 #   dev_classic12 12 sections, seed 135, 715.0-734.8 m, --style classic (development only; fifteenth round)
 # Training sets:
 #   train24       24 sections, seed 11, 124.3-163.9 m, --style wide      (the "defaults on 24 sections" run)
@@ -298,7 +299,21 @@ for dev in dev_hard dev_hard24; do
   done
 done
 for dev in dev_hard dev_hard24 dev_wide6; do
-  python "$REPO/benchmarks/fuse_heads.py" "$OUT/dev15_$dev/detections/yolo.csv" \
-      "$OUT/dev15_$dev/detections/regression.csv" "$OUT/fused15_$dev.csv" 0.5
-  $M evaluate --pred "$OUT/fused15_$dev.csv" --truth "$dev/truth.csv"
+  for weight in 0.5 0.7 score; do
+    python "$REPO/benchmarks/fuse_heads.py" "$OUT/dev15_$dev/detections/yolo.csv" \
+        "$OUT/dev15_$dev/detections/regression.csv" "$OUT/fused15_${weight}_$dev.csv" "$weight"
+    $M evaluate --pred "$OUT/fused15_${weight}_$dev.csv" --truth "$dev/truth.csv"
+  done
 done
+# the shipped operating thresholds swept on the four development sets (neither changed)
+sets=()
+for dev in dev_hard dev_hard24 dev_wide6 dev_classic12; do
+  for head in yolo regression; do
+    $M detect "$dev/images" --sections "$dev/sections.tab" --weights "$REPO/weights/$head.pt" --min-score 0.05 \
+        --out "$OUT/low15_${head}_$dev.csv" --quiet
+    sets+=(--set "$head" "$dev" "$OUT/low15_${head}_$dev.csv" "$dev/truth.csv")
+  done
+done
+python "$REPO/benchmarks/threshold_sweep.py" "$OUT/threshold_sweep15.csv" "${sets[@]}"
+# where the regression ensemble's time at detect goes (one thread), and the two detectors' ratio
+OMP_NUM_THREADS=1 python "$REPO/benchmarks/regression_parts_speed.py" hard_test

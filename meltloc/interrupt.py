@@ -40,13 +40,16 @@ def _on_sigterm(signum, frame) -> None:
 @contextlib.contextmanager
 def handling_signals() -> Iterator[None]:
     """Inside the block, SIGINT and SIGTERM raise at once and are remembered for :func:`stop_if_asked`; the
-    handlers before it, and no remembered stop, are back after it (main thread only; elsewhere nothing changes,
-    and an ignored SIGINT, as in a background job, stays ignored)."""
-    _asked["stop"] = None
+    handlers and the remembered stop from before it are back after it.
+
+    Only in the main thread (elsewhere nothing changes). An ignored SIGINT, as in a job started in the
+    background, stays ignored, as Python leaves it; SIGTERM is always handled (files closed, exit 143).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    asked_before, _asked["stop"] = _asked["stop"], None
     signal.signal(signal.SIGTERM, _on_sigterm)
     if before[signal.SIGINT] is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _on_sigint)
@@ -54,8 +57,9 @@ def handling_signals() -> Iterator[None]:
         yield
     finally:
         for s, handler in before.items():
-            signal.signal(s, handler)
-        _asked["stop"] = None
+            if handler is not None:  # None: a handler installed outside Python, which cannot be put back
+                signal.signal(s, handler)
+        _asked["stop"] = asked_before
 
 
 def stop_if_asked() -> None:

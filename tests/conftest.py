@@ -45,6 +45,17 @@ def tiny_trained(tiny_core, tmp_path_factory):
     return conv, weights
 
 
+@pytest.fixture
+def ctrl_c_at_a_terminal():
+    """SIGINT raises KeyboardInterrupt in this process, as at a terminal, even when the test run ignores it
+    (started in the background with '&'); put back afterwards."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def invoke_cli(*args, cwd=None):
     """Run ``meltloc ARGS`` in this process, through the console script's own entry point (one-line errors, exit
     codes), without the seconds a new interpreter takes to import torch; for tests where a separate process is not

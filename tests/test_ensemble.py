@@ -50,6 +50,26 @@ def test_an_ensemble_answers_with_the_mean_of_its_networks(two_networks, tiny_co
     assert [m["seed"] for m in ck["train"]["ensemble"]] == [1, 7]
 
 
+def test_networks_that_normalise_differently_each_see_their_own_normalisation():
+    """An ensemble normalises a strip once per kind of normalisation its networks use, never one for all."""
+    import numpy as np
+
+    from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, normalise_for, predict_strip,
+                                              predict_strip_mean)
+
+    torch.manual_seed(0)
+    nets = [RegressionNet(RegressionConfig(normalisation=kind)).eval() for kind in ("local", "median", "local")]
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(40, 200, size=(640, 64)).astype(np.uint8)
+    pixels[: 200] //= 3  # a dark stretch, where the local and the whole-strip levels differ
+    probs, boxes = predict_strip_mean(nets, pixels)
+    alone = [predict_strip(n, pixels) for n in nets]
+    torch.testing.assert_close(probs, torch.stack([a[0] for a in alone]).mean(dim=0), rtol=0, atol=0)
+    torch.testing.assert_close(boxes, torch.stack([a[1] for a in alone]).mean(dim=0), rtol=0, atol=0)
+    # the two normalisations differ on this strip, so one shared by every network would change the answer
+    assert not torch.allclose(normalise_for(nets[0].cfg, pixels), normalise_for(nets[1].cfg, pixels))
+
+
 def test_an_ensemble_of_one_network_twice_detects_what_the_network_does(two_networks, tiny_core, tmp_path):
     conv, first, _ = two_networks
     twin = tmp_path / "twin.pt"

@@ -81,7 +81,7 @@ def test_stopped_detect_resumes_to_the_same_csv_as_an_uninterrupted_run(folder_r
     resume_and_check(args, whole, out)
 
 
-def test_a_ctrl_c_swallowed_on_its_way_still_stops_detect(folder_run, tmp_path, monkeypatch):
+def test_a_ctrl_c_swallowed_on_its_way_still_stops_detect(folder_run, tmp_path, monkeypatch, ctrl_c_at_a_terminal):
     """Ctrl-C pressed inside a library's catch-all (here: while the third image is processed) stops the run before
     the next image, with what was finished kept, as a Ctrl-C that arrived anywhere else does."""
     import meltloc.detect as detect

@@ -572,33 +572,35 @@ def test_ctrl_c_in_train_says_what_is_kept(tiny_trained, tmp_path):
     assert "w.last.pt" in stderr and "--resume" in stderr
 
 
-def _swallow_ctrl_c_on_call(n: int, real):
-    """``real`` with a Ctrl-C pressed during its ``n``-th call, inside a library's catch-all that swallows it (as
-    Python does for an exception raised in a ``__del__``)."""
+def _swallow_signal_on_call(n: int, real, sig=signal.SIGINT):
+    """``real`` with ``sig`` (Ctrl-C by default) arriving during its ``n``-th call, inside a library's catch-all
+    that swallows what it raises (as Python does for an exception raised in a ``__del__``)."""
     calls = []
 
     def wrapped(*args, **kwargs):
         calls.append(1)
         if len(calls) == n:
             try:
-                signal.raise_signal(signal.SIGINT)
-            except KeyboardInterrupt:
+                signal.raise_signal(sig)
+            except BaseException:  # noqa: BLE001  (the swallowing catch-all)
                 pass
         return real(*args, **kwargs)
 
     return wrapped, calls
 
 
-def test_a_swallowed_ctrl_c_still_stops_training(tiny_trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_swallowed_ctrl_c_or_sigterm_still_stops_training(tiny_trained, tmp_path, monkeypatch,
+                                                            ctrl_c_at_a_terminal, sig, code):
     import meltloc.heads.regression.train as regression_train
 
     conv, _ = tiny_trained
-    wrapped, calls = _swallow_ctrl_c_on_call(3, regression_train.losses)
+    wrapped, calls = _swallow_signal_on_call(3, regression_train.losses, sig)
     monkeypatch.setattr(regression_train, "losses", wrapped)
     out = tmp_path / "w.pt"
     result = run_cli("train", "--head", "regression", "--data", conv, "--out", out, "--epochs", 40,
-                        "--steps-per-epoch", 1, "--batch", 2)
-    assert result.returncode == 130, result.stderr
+                     "--steps-per-epoch", 1, "--batch", 2)
+    assert result.returncode == code, result.stderr[-2000:]
     assert len(calls) == 3  # stopped before the next step
     assert "w.last.pt" in result.stderr and "--resume" in result.stderr
     # the third epoch's one step had begun: it finished and was kept, the fourth never started

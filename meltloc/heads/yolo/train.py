@@ -39,6 +39,7 @@ from meltloc.heads.yolo.data import dataset_config, smallest_box_rows, split_has
 from meltloc.heads.yolo.infer import predict_samples
 from meltloc.heads.yolo.network import build_network, network_payload, unpickle_ultralytics
 from meltloc.heads.training import THRESHOLD_GRID, choose_threshold
+from meltloc.interrupt import stop_if_asked
 
 
 def choose_score_threshold(pred: pd.DataFrame, truth: pd.DataFrame, lowest: float = 0.05) -> tuple[float, dict]:
@@ -117,8 +118,6 @@ def _register_run_weights(trainer) -> None:
 
 def _stop_if_asked(trainer) -> None:
     """A Ctrl-C that something swallowed on its way stops training at the next batch all the same."""
-    from meltloc.interrupt import stop_if_asked
-
     stop_if_asked()
 
 
