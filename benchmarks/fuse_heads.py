@@ -11,13 +11,18 @@ The last argument is the first head's weight (0-1), or ``score`` for the weights
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 
 def main() -> None:
+    if len(sys.argv) != 5 or (sys.argv[4] != "score" and not 0.0 <= _number(sys.argv[4]) <= 1.0):
+        sys.exit("usage: fuse_heads.py FIRST.csv SECOND.csv OUT.csv WEIGHT (0-1, or score)")
     first, second, out, weight = sys.argv[1:5]
+    if Path(out).resolve() in (Path(first).resolve(), Path(second).resolve()):
+        sys.exit(f"{out}: is one of the inputs; write the fused detections to another file")
     a_table, b_table = pd.read_csv(first), pd.read_csv(second)
     rows, moved = [], 0
     for _, det in a_table.iterrows():
@@ -38,6 +43,13 @@ def main() -> None:
     columns = [c for c in a_table.columns if c not in ("row_from", "row_to")]  # rows of the first head only
     pd.DataFrame(rows, columns=columns).to_csv(out, index=False)
     print(f"{moved} of {len(a_table)} detections moved; written to {out}")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return -1.0
 
 
 if __name__ == "__main__":

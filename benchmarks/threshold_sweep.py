@@ -37,8 +37,10 @@ def main() -> None:
             table = pd.read_csv(pred)
             for threshold in np.round(np.arange(0.30, 0.801, 0.05), 2):
                 table[table["score"] >= threshold].to_csv(cut, index=False)
-                subprocess.run([sys.executable, str(CLI), "evaluate", "--pred", str(cut), "--truth", truth,
-                                "--json", str(scores), "--overwrite"], capture_output=True, check=True)
+                run = subprocess.run([sys.executable, str(CLI), "evaluate", "--pred", str(cut), "--truth", truth,
+                                      "--json", str(scores), "--overwrite"], capture_output=True, text=True)
+                if run.returncode != 0:  # meltloc's own one-line error, naming the set
+                    sys.exit(f"{name} ({pred}): {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else 'evaluate failed'}")
                 o = json.loads(scores.read_text())["overall"]
                 rows.append({"head": head, "set": name, "threshold": threshold, "tp": o["tp"], "fp": o["fp"],
                              "fn": o["fn"], "f1": o["f1"]})
