@@ -3,16 +3,23 @@ strip, its networks each normalising the strip itself (as before the fifteenth r
 strip (now; the answers are checked to be the same tensors), decoding, and the whole prediction and decoding of
 each shipped detector.
 
+Rows marked "(before)" undo, in the same run, the sixteenth round's speed-ups: the strip cut by one OpenCV
+``INTER_AREA`` resize instead of :func:`meltloc.strips.area_resize` (checked to differ by at most one grey
+level), and YOLO's tiles fed in the default layout instead of channels-last.
+
     python benchmarks/regression_parts_speed.py /tmp/data2/hard_test [--limit 8] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
+import cv2
 import numpy as np
 import torch
 
@@ -25,6 +32,31 @@ from meltloc.heads.regression.net import decode_strip, predict_strip, predict_st
 from meltloc.imageio import list_images, read_image  # noqa: E402
 from meltloc.manifest import read_manifest  # noqa: E402
 from meltloc.section import load_section  # noqa: E402
+
+
+class _DefaultLayout(torch.nn.Module):
+    """A YOLO network fed its tiles in the default (NCHW) layout, as before the sixteenth round."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.network, self.end2end = network, getattr(network, "end2end", False)
+
+    def forward(self, x):
+        return self.network(x.contiguous())
+
+
+@contextlib.contextmanager
+def before(yolo):
+    """The detectors as they ran before the sixteenth round's speed-ups (see the module's docstring)."""
+    opencv = mock.patch("meltloc.strips.area_resize",
+                        lambda image, width, n_rows: cv2.resize(image, (width, n_rows), interpolation=cv2.INTER_AREA))
+    yolo_model = yolo.model
+    with opencv:
+        yolo.model = _DefaultLayout(yolo_model)
+        try:
+            yield
+        finally:
+            yolo.model = yolo_model
 
 
 def main() -> None:
@@ -41,8 +73,9 @@ def main() -> None:
     sections = [load_section(p, manifest, image=read_image(p)) for p in list_images(args.core / "images")[:args.limit]]
     for d in (regression, yolo):  # first calls build caches; not timed
         d.decode(d.predict(sections[0]), d.threshold_for(None))
-    seconds: dict[str, list[float]] = {k: [] for k in ("strip", "networks, each normalising",
+    seconds: dict[str, list[float]] = {k: [] for k in ("strip (before)", "strip", "networks, each normalising",
                                                        "networks, one normalisation", "decoding",
+                                                       "regression ensemble, whole (before)", "YOLO, whole (before)",
                                                        "regression ensemble, whole", "YOLO, whole")}
 
     def timed(key, call):
@@ -53,9 +86,17 @@ def main() -> None:
 
     for _ in range(args.repeats):
         for section in sections:
+            with before(yolo):
+                old = timed("strip (before)", lambda: section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset))
+                old_answer = predict_strip_mean(networks, old.pixels)  # not timed: the networks did not change
+                for key, d in (("regression ensemble, whole (before)", regression), ("YOLO, whole (before)", yolo)):
+                    timed(key, lambda: d.decode(d.predict(section), d.threshold_for(None)))
             strip = timed("strip", lambda: section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset))
+            assert np.abs(strip.pixels.astype(int) - old.pixels.astype(int)).max() <= 1
             answers = timed("networks, each normalising", lambda: [predict_strip(m, strip.pixels) for m in networks])
             probs, boxes = timed("networks, one normalisation", lambda: predict_strip_mean(networks, strip.pixels))
+            if np.array_equal(strip.pixels, old.pixels):
+                assert torch.equal(probs, old_answer[0])
             assert torch.equal(probs, torch.stack([a[0] for a in answers]).mean(dim=0))
             assert torch.equal(boxes, torch.stack([a[1] for a in answers]).mean(dim=0))
             timed("decoding", lambda: decode_strip(probs, boxes, cfg.classes, regression.threshold_for(None),
@@ -64,8 +105,9 @@ def main() -> None:
                 timed(key, lambda: d.decode(d.predict(section), d.threshold_for(None)))
     for key, values in seconds.items():
         print(f"{key}: {np.median(values):.3f} s (median of {len(values)})")
-    ratio = np.median(seconds["YOLO, whole"]) / np.median(seconds["regression ensemble, whole"])
-    print(f"YOLO / regression ensemble: {ratio:.2f} x (medians)")
+    for when in (" (before)", ""):
+        ratio = np.median(seconds[f"YOLO, whole{when}"]) / np.median(seconds[f"regression ensemble, whole{when}"])
+        print(f"YOLO / regression ensemble{when}: {ratio:.2f} x (medians)")
 
 
 if __name__ == "__main__":

