@@ -1,6 +1,6 @@
 """Run meltloc without installing the console script: ``python cli.py ...``."""
 
-from meltloc.cli import main
+from meltloc.__main__ import main
 
 if __name__ == "__main__":
     main()

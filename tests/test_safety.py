@@ -607,6 +607,23 @@ def test_a_swallowed_ctrl_c_or_sigterm_still_stops_training(tiny_trained, tmp_pa
     assert torch.load(out.with_suffix(".last.pt"), weights_only=True)["epoch"] == 3
 
 
+def test_a_ctrl_c_while_the_command_line_is_still_loading_ends_without_a_traceback():
+    """Every command first imports the command line (~0.2 s); a Ctrl-C then reads as one later would."""
+    ctrl_c_while_loading = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'meltloc.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from meltloc.__main__ import main\n"
+        "main()\n")
+    result = subprocess.run([sys.executable, "-c", ctrl_c_while_loading, "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "interrupted"
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 5. Installed, not only editable
 # ----------------------------------------------------------------------------------------------------------------------
