@@ -317,3 +317,19 @@ done
 python "$REPO/benchmarks/threshold_sweep.py" "$OUT/threshold_sweep15.csv" "${sets[@]}"
 # where the regression ensemble's time at detect goes (one thread), and the two detectors' ratio
 OMP_NUM_THREADS=1 python "$REPO/benchmarks/regression_parts_speed.py" hard_test
+
+# --- sixteenth round: the strip cut by meltloc.strips.area_resize, YOLO's tiles channels-last ---
+# the same answers: every head on the four development sets, with this code and with the fifteenth round's (run
+# this script's lines from a checkout of e8345f6 with OUT pointing elsewhere, and compare the two compare.csv)
+for dev in dev_hard dev_hard24 dev_wide6 dev_classic12; do
+  OMP_NUM_THREADS=1 $M compare --data "conv_$dev" --images "$dev/images" --truth "$dev/truth.csv" \
+      --out "$OUT/dev16_$dev" --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" "$OUT/thr24.pt" --quiet
+done
+# the time each step takes, before and after, in the same process (two runs), and the two detectors' ratio
+python "$REPO/benchmarks/regression_parts_speed.py" hard_test --limit 8 --repeats 2
+python "$REPO/benchmarks/head_speed.py" hard_test --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" \
+    --threads 1 --limit 8 --repeats 2
+# CPU seconds per step on the archive's format (run from a checkout of e8345f6 too, for the figures before)
+$M synth bench_bmp --sections 3 --px-per-cm 186 --style classic --format bmp
+python "$REPO/benchmarks/cpu_per_step.py" bench_bmp --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" \
+    --repeats 3
