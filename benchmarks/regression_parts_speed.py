@@ -5,7 +5,9 @@ each shipped detector.
 
 Rows marked "(before)" undo, in the same run, the sixteenth round's speed-ups: the strip cut by one OpenCV
 ``INTER_AREA`` resize instead of :func:`meltloc.strips.area_resize` (checked to differ by at most one grey
-level), and YOLO's tiles fed in the default layout instead of channels-last.
+level), and YOLO's tiles fed in the default layout instead of channels-last. Both ways are warmed up first, and
+which of them runs first alternates from section to section. OpenCV and torch run one thread each (CPU time as
+``detect`` spends it per image with a worker on each core).
 
     python benchmarks/regression_parts_speed.py /tmp/data2/hard_test [--limit 8] [--repeats 2]
 """
@@ -34,29 +36,13 @@ from meltloc.manifest import read_manifest  # noqa: E402
 from meltloc.section import load_section  # noqa: E402
 
 
-class _DefaultLayout(torch.nn.Module):
-    """A YOLO network fed its tiles in the default (NCHW) layout, as before the sixteenth round."""
-
-    def __init__(self, network):
-        super().__init__()
-        self.network, self.end2end = network, getattr(network, "end2end", False)
-
-    def forward(self, x):
-        return self.network(x.contiguous())
-
-
 @contextlib.contextmanager
-def before(yolo):
+def before():
     """The detectors as they ran before the sixteenth round's speed-ups (see the module's docstring)."""
     opencv = mock.patch("meltloc.strips.area_resize",
                         lambda image, width, n_rows: cv2.resize(image, (width, n_rows), interpolation=cv2.INTER_AREA))
-    yolo_model = yolo.model
-    with opencv:
-        yolo.model = _DefaultLayout(yolo_model)
-        try:
-            yield
-        finally:
-            yolo.model = yolo_model
+    with opencv, mock.patch("meltloc.heads.yolo.infer.INPUT_LAYOUT", torch.contiguous_format):
+        yield
 
 
 def main() -> None:
@@ -66,13 +52,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     manifest = read_manifest(args.core / "sections.tab")
     regression = load_detector(REPO / "weights" / "regression.pt")
     yolo = load_detector(REPO / "weights" / "yolo.pt")
     networks, cfg = [regression.model, *regression.members], regression.cfg
     sections = [load_section(p, manifest, image=read_image(p)) for p in list_images(args.core / "images")[:args.limit]]
-    for d in (regression, yolo):  # first calls build caches; not timed
-        d.decode(d.predict(sections[0]), d.threshold_for(None))
+    for way in (before, contextlib.nullcontext):  # first calls build caches; not timed
+        with way():
+            for d in (regression, yolo):
+                d.decode(d.predict(sections[0]), d.threshold_for(None))
     seconds: dict[str, list[float]] = {k: [] for k in ("strip (before)", "strip", "networks, each normalising",
                                                        "networks, one normalisation", "decoding",
                                                        "regression ensemble, whole (before)", "YOLO, whole (before)",
@@ -84,25 +73,28 @@ def main() -> None:
         seconds[key].append(time.perf_counter() - t0)
         return out
 
-    for _ in range(args.repeats):
-        for section in sections:
-            with before(yolo):
-                old = timed("strip (before)", lambda: section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset))
-                old_answer = predict_strip_mean(networks, old.pixels)  # not timed: the networks did not change
-                for key, d in (("regression ensemble, whole (before)", regression), ("YOLO, whole (before)", yolo)):
-                    timed(key, lambda: d.decode(d.predict(section), d.threshold_for(None)))
+    def the_old_way(section):
+        with before():
+            old = timed("strip (before)", lambda: section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset))
+            for key, d in (("regression ensemble, whole (before)", regression), ("YOLO, whole (before)", yolo)):
+                timed(key, lambda: d.decode(d.predict(section), d.threshold_for(None)))
+        return old
+
+    for repeat in range(args.repeats):
+        for i, section in enumerate(sections):
+            old_first = (i + repeat) % 2 == 0
+            old = the_old_way(section) if old_first else None
             strip = timed("strip", lambda: section_strip(section, cfg.px_per_mm, cfg.width, cfg.inset))
-            assert np.abs(strip.pixels.astype(int) - old.pixels.astype(int)).max() <= 1
             answers = timed("networks, each normalising", lambda: [predict_strip(m, strip.pixels) for m in networks])
             probs, boxes = timed("networks, one normalisation", lambda: predict_strip_mean(networks, strip.pixels))
-            if np.array_equal(strip.pixels, old.pixels):
-                assert torch.equal(probs, old_answer[0])
             assert torch.equal(probs, torch.stack([a[0] for a in answers]).mean(dim=0))
             assert torch.equal(boxes, torch.stack([a[1] for a in answers]).mean(dim=0))
             timed("decoding", lambda: decode_strip(probs, boxes, cfg.classes, regression.threshold_for(None),
                                                    cfg.nms_iou))
             for key, d in (("regression ensemble, whole", regression), ("YOLO, whole", yolo)):
                 timed(key, lambda: d.decode(d.predict(section), d.threshold_for(None)))
+            old = old if old_first else the_old_way(section)
+            assert np.abs(strip.pixels.astype(int) - old.pixels.astype(int)).max() <= 1
     for key, values in seconds.items():
         print(f"{key}: {np.median(values):.3f} s (median of {len(values)})")
     for when in (" (before)", ""):

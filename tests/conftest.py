@@ -69,7 +69,7 @@ def invoke_cli(*args, cwd=None):
     import sys
     import traceback
 
-    from meltloc.cli import main
+    from meltloc.__main__ import main
 
     out, err = io.StringIO(), io.StringIO()
     argv, here = sys.argv, os.getcwd()

