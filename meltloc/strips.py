@@ -89,7 +89,7 @@ def make_strip(image: np.ndarray, bounds: CoreBounds, image_px_per_mm: float,
 
 def _area_sums_pay(shape: tuple[int, int], width: int, n_rows: int) -> bool:
     """Whether :func:`area_resize` beats OpenCV's own ``INTER_AREA`` here: a reduction along both axes, by 8 or
-    more across the width (at one thread, 3 x faster at 1,400 columns to 64, even at ~450, slower below), and
+    more across the width (at one thread: 3 x faster from 1,400 columns to 64, break-even near 450, slower below), and
     not by whole numbers along both axes (OpenCV's quicker path for those)."""
     rows, cols = shape
     whole = rows % n_rows == 0 and cols % width == 0

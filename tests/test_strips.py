@@ -54,7 +54,6 @@ def test_a_bright_wide_image_summed_in_large_blocks_does_not_overflow():
     assert (area_resize(white, 64, 100, chunk_rows=100_000) == 255).all()
 
 
-
 def test_a_core_reduced_by_whole_numbers_gets_opencvs_strip_exactly():
     """OpenCV has a quicker path of its own for reductions by whole numbers; the strip is then OpenCV's, exactly."""
     image = np.random.default_rng(5).integers(0, 256, (4_000, 1_280)).astype(np.uint8)
