@@ -333,3 +333,14 @@ python "$REPO/benchmarks/head_speed.py" hard_test --weights "$REPO/weights/regre
 $M synth bench_bmp --sections 3 --px-per-cm 186 --style classic --format bmp
 python "$REPO/benchmarks/cpu_per_step.py" bench_bmp --weights "$REPO/weights/regression.pt" "$REPO/weights/yolo.pt" \
     --repeats 3
+
+# --- seventeenth round: a 2-D verifier of the regression ensemble's candidates (an experiment; not kept)
+$M synth ver/w1151 --sections 8 --px-per-cm 186 --seed 181 --first-bag 1151 --style wide
+$M synth ver/c440 --sections 6 --px-per-cm 186 --seed 182 --first-bag 440 --style classic
+$M synth ver/h701 --sections 10 --px-per-cm 186 --seed 183 --first-bag 701 --style hard
+$M synth ver/h1451 --sections 16 --px-per-cm 186 --seed 184 --first-bag 1451 --style hard
+$M synth ver/w1001 --sections 8 --px-per-cm 186 --seed 185 --first-bag 1001 --style wide
+$M synth ver/c311 --sections 6 --px-per-cm 186 --seed 186 --first-bag 311 --style classic
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier" --steps 1200 \
+    --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
