@@ -13,15 +13,22 @@ lacks is ranking them (docs/generalisation_log.md, "Seventeenth round"). Here:
    and scaled in brightness; batches are half positives;
 4. on held-out sections of the training sets (a fifth of each set's, by section) a logistic combination of
    the ensemble's score and the verifier's logit is fitted, and the operating threshold chosen (best F1);
-5. the development sets are rescored and scored: mean AP over all their candidates, F1 at the ensemble's
-   shipped threshold before and at the chosen one after.
+5. the development sets are rescored and scored: mean AP over all their candidates, and F1 and boundary error
+   at the ensemble's shipped threshold before and at the chosen one after; each way of scoring ("one": the
+   crop as is; "flips": the logit averaged over the crop as is and flipped left-right, up-down and both) has
+   its own combination and threshold.
+
+With ``--refine`` (eighteenth round) the verifier also learns to shift each true candidate's two ends onto its
+layer's (smooth L1 in units of 0.4 mm; the mask channel then holds the fraction of each row inside the
+candidate), and the development sets are also scored with the rescored candidates' ends so moved ("+refine").
+``benchmarks/verifier_refine_table.py`` applies that refinement alone to any detect table.
 
     python benchmarks/candidate_verifier.py --data /tmp/data2 --work /tmp/verifier \\
         --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \\
-        --dev dev_hard dev_hard24 dev_wide6 dev_classic12 --steps 1200
+        --dev dev_hard dev_hard24 dev_wide6 dev_classic12 --steps 1200 [--refine]
 
-Each set is a synth folder (``images/``, ``sections.tab`` or ``sections.csv``, ``truth.csv``). About 25 min on
-2 cores for the command above.
+Each set is a synth folder (``images/``, ``sections.tab`` or ``sections.csv``, ``truth.csv``). About 20 min on
+2 cores for the command above with detections cached (``--work``), plus about 1-2 s a section to detect.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from meltloc.section import load_section  # noqa: E402
 
 WEIGHTS = REPO / "weights" / "regression.pt"
 CROP_ROWS = 192
+OFFSET_ROWS = 4.0  # the refinement's unit: 0.4 mm at the shipped ensemble's 10 strip rows per mm
 SCORED = ["melt_layer", "melt_lens", "uncertain", "bubble_free"]
 
 
@@ -59,9 +67,9 @@ def manifest_of(folder: Path) -> Path:
     return tab if tab.exists() else folder / "sections.csv"
 
 
-def candidates(folder: Path, work: Path, min_score: float) -> pd.DataFrame:
-    """The shipped ensemble's detections of every image of ``folder`` down to ``min_score`` (cached)."""
-    out = work / ("detections_" + "_".join(folder.parts[-2:]) + ".csv")
+def candidates(folder: Path, name: str, work: Path, min_score: float) -> pd.DataFrame:
+    """The shipped ensemble's detections of every image of set ``name`` down to ``min_score`` (cached)."""
+    out = work / ("detections_" + name.replace("/", "_") + ".csv")
     if not out.exists():
         detect_images([folder / "images"], out, weights=WEIGHTS, sections=manifest_of(folder),
                       score_threshold=min_score, workers=2)
@@ -90,9 +98,11 @@ def iou(a0, a1, b0, b1) -> np.ndarray:
     return inter / np.maximum((a1 - a0) + (b1 - b0) - inter, 1e-12)
 
 
-def label(layers: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    """1 (a true layer), 0 (false) or -1 (left out) for each candidate row."""
+def label(layers: pd.DataFrame, truth: pd.DataFrame, matches: bool = False):
+    """1 (a true layer), 0 (false) or -1 (left out) for each candidate row; with ``matches``, also the depths
+    (from, to) of each true candidate's layer (NaN for the others)."""
     out = np.full(len(layers), -1)
+    matched = np.full((len(layers), 2), np.nan)
     for i, r in enumerate(layers.itertuples()):
         t = truth[truth["image"] == r.image]
         melt = t[t["type"] == "melt_layer"]
@@ -104,26 +114,32 @@ def label(layers: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
         on_ignore = ((ignore["depth_from_m"].values < r.depth_to_m) & (ignore["depth_to_m"].values > r.depth_from_m))
         if best.max(initial=0) >= 0.5:
             out[i] = 1
+            matched[i] = melt[["depth_from_m", "depth_to_m"]].values[int(np.argmax(best))]
         elif near.max(initial=0) < 0.2 and not on_ignore.any():
             out[i] = 0
-    return out
+    return (out, matched) if matches else out
 
 
-def crop(normalised: np.ndarray, a: float, b: float, shift: float = 0.0) -> np.ndarray:
-    """(2, CROP_ROWS, width): the strip around the candidate's centre, and a mask of its rows."""
+def crop(normalised: np.ndarray, a: float, b: float, shift: float = 0.0, soft: bool = False) -> np.ndarray:
+    """(2, CROP_ROWS, width): the strip around the candidate's centre, and a mask of its rows (``soft``: the
+    fraction of each row inside the candidate, so that its ends are seen to a fraction of a row)."""
     top = int(round((a + b) / 2 + shift)) - CROP_ROWS // 2
     rows = np.arange(top, top + CROP_ROWS)
     pixels = normalised[np.clip(rows, 0, normalised.shape[0] - 1)].astype(np.float32)
-    mask = ((rows + 0.5 >= a) & (rows + 0.5 <= b)).astype(np.float32)
+    if soft:
+        mask = np.clip(np.minimum(rows + 1, b) - np.maximum(rows, a), 0, 1).astype(np.float32)
+    else:
+        mask = ((rows + 0.5 >= a) & (rows + 0.5 <= b)).astype(np.float32)
     if not mask.any():
         mask[int(np.clip(round((a + b) / 2) - top, 0, CROP_ROWS - 1))] = 1
     return np.stack([pixels, np.repeat(mask[:, None], pixels.shape[1], 1)])
 
 
 class Verifier(nn.Module):
-    """Crop -> one logit: is this candidate a melt layer?"""
+    """Crop -> one logit: is this candidate a melt layer? With ``outputs=3``, also the shifts of its two ends
+    (strip rows / OFFSET_ROWS) that would put them on the layer's."""
 
-    def __init__(self, channels=(16, 32, 48, 64)):
+    def __init__(self, channels=(16, 32, 48, 64), outputs: int = 1):
         super().__init__()
         c0, c1, c2, c3 = channels
 
@@ -133,11 +149,13 @@ class Verifier(nn.Module):
 
         self.features = nn.Sequential(block(2, c0, 1), block(c0, c1, 2), block(c1, c1, 1), block(c1, c2, 2),
                                       block(c2, c2, 1), block(c2, c3, 2), block(c3, c3, 1))
-        self.out = nn.Sequential(nn.Linear(2 * c3, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
+        self.out = nn.Sequential(nn.Linear(2 * c3, 64), nn.ReLU(inplace=True), nn.Linear(64, outputs))
+        self.outputs = outputs
 
     def forward(self, x):
         f = self.features(x)
-        return self.out(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], 1))[:, 0]
+        y = self.out(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], 1))
+        return y[:, 0] if self.outputs == 1 else y
 
 
 def logit(p) -> np.ndarray:
@@ -146,15 +164,69 @@ def logit(p) -> np.ndarray:
 
 
 @torch.no_grad()
-def verifier_logits(net: Verifier, table: pd.DataFrame, cut: dict) -> np.ndarray:
-    """The verifier's logit for each melt-layer row of ``table`` (NaN for other rows)."""
-    out = np.full(len(table), np.nan)
+def verifier_outputs(net: Verifier, table: pd.DataFrame, cut: dict, soft: bool = False) -> dict:
+    """For each melt-layer row of ``table`` (NaN for other rows): ``one``, the verifier's logit; ``flips``, its
+    mean over the crop as is, flipped left-right, up-down and both; with a refining net, ``shift_rows`` (rows x
+    2), the shifts of its two ends in strip rows, averaged over the same four crops."""
     rows = np.flatnonzero(table["type"].values == "melt_layer")
+    out = {"one": np.full(len(table), np.nan), "flips": np.full(len(table), np.nan),
+           "shift_rows": np.full((len(table), 2), np.nan)}
     crops = [crop(cut[table["image"].iat[i]][0], *strip_rows(cut[table["image"].iat[i]], table["depth_from_m"].iat[i],
-                                                             table["depth_to_m"].iat[i])) for i in rows]
+                                                             table["depth_to_m"].iat[i]), soft=soft) for i in rows]
     for k in range(0, len(crops), 256):
-        out[rows[k:k + 256]] = net(torch.from_numpy(np.stack(crops[k:k + 256]))).numpy()
+        x = torch.from_numpy(np.stack(crops[k:k + 256]))
+        passes = [net(x), net(x.flip(3)), net(x.flip(2)), net(x.flip(2).flip(3))]
+        if net.outputs == 1:
+            out["one"][rows[k:k + 256]] = passes[0].numpy()
+            out["flips"][rows[k:k + 256]] = torch.stack(passes).mean(0).numpy()
+            continue
+        out["one"][rows[k:k + 256]] = passes[0][:, 0].numpy()
+        out["flips"][rows[k:k + 256]] = torch.stack([q[:, 0] for q in passes]).mean(0).numpy()
+        # an up-down flip turns the top end's shift into minus the bottom end's
+        shifts = [passes[0][:, 1:], passes[1][:, 1:], -passes[2][:, [2, 1]], -passes[3][:, [2, 1]]]
+        out["shift_rows"][rows[k:k + 256]] = (torch.stack(shifts).mean(0) * OFFSET_ROWS).numpy()
     return out
+
+
+def refined(table: pd.DataFrame, cut: dict, shift_rows: np.ndarray) -> pd.DataFrame:
+    """``table`` with each melt-layer row's ends moved by ``shift_rows``, where the result stays at least
+    0.3 mm thick and on the strip."""
+    table = table.copy()
+    for i in np.flatnonzero(table["type"].values == "melt_layer"):
+        entry = cut[table["image"].iat[i]]
+        _, strip, scale = entry
+        a, b = strip_rows(entry, table["depth_from_m"].iat[i], table["depth_to_m"].iat[i])
+        a2, b2 = np.clip([a + shift_rows[i, 0], b + shift_rows[i, 1]], 0, entry[0].shape[0])
+        if b2 - a2 >= 3:
+            depths = scale.row_to_depth(strip.to_image_rows([a2, b2]))
+            table.iloc[i, table.columns.get_loc("depth_from_m")] = float(min(depths))
+            table.iloc[i, table.columns.get_loc("depth_to_m")] = float(max(depths))
+    return table
+
+
+def fit_combination(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Weights (w_score, w_verifier, bias) of a logistic combination of the two logits."""
+    X = torch.tensor(features, dtype=torch.float32)
+    Y = torch.tensor(targets, dtype=torch.float32)
+    w = torch.zeros(3, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([w], max_iter=200)
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(X @ w[:2] + w[2], Y) + 1e-3 * (w[:2] ** 2).sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    return w.detach().numpy()
+
+
+def rescore(table: pd.DataFrame, v: np.ndarray, w: np.ndarray) -> pd.DataFrame:
+    table = table.copy()
+    melt = (table["type"] == "melt_layer").values
+    z = w[0] * logit(table.loc[melt, "score"]) + w[1] * v[melt] + w[2]
+    table.loc[melt, "score"] = 1 / (1 + np.exp(-z))
+    return table
 
 
 def main() -> None:
@@ -166,48 +238,61 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--min-score", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refine", action="store_true",
+                    help="also train the verifier to shift each candidate's ends onto its layer's (soft mask)")
     args = ap.parse_args()
+    for name in args.train + args.dev:
+        if not (args.data / name / "truth.csv").is_file():
+            sys.exit(f"error: {args.data / name} is not a synth folder (no truth.csv)")
     args.work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     cfg = load_detector(WEIGHTS).cfg
     shipped_threshold = float(torch.load(WEIGHTS, weights_only=True, map_location="cpu")["score_threshold"])
+    soft = args.refine
 
+    # items: (set, image, a, b, kind, shift of a, shift of b); kind 1/0 a true/false candidate, 2 a true layer
     cuts, items, held_out = {}, [], []
     for name in args.train:
         folder = args.data / name
-        table, truth, cut = candidates(folder, args.work, args.min_score), pd.read_csv(folder / "truth.csv"), \
+        table, truth, cut = candidates(folder, name, args.work, args.min_score), pd.read_csv(folder / "truth.csv"), \
             strips(folder, cfg)
         cuts[name] = cut
         images = sorted(cut)
         val = set(rng.choice(images, max(1, round(0.2 * len(images))), replace=False))
         layers = table[table["type"] == "melt_layer"].reset_index(drop=True)
-        for r, y in zip(layers.itertuples(), label(layers, truth)):
+        ys, matched = label(layers, truth, matches=True)
+        for r, y, m in zip(layers.itertuples(), ys, matched):
             if r.image not in val and y >= 0:
-                items.append((name, r.image, *strip_rows(cut[r.image], r.depth_from_m, r.depth_to_m), int(y)))
+                a, b = strip_rows(cut[r.image], r.depth_from_m, r.depth_to_m)
+                ta, tb = strip_rows(cut[r.image], *m) if y == 1 else (a, b)
+                items.append((name, r.image, a, b, int(y), ta - a, tb - b))
         for r in truth[(truth["type"] == "melt_layer") & truth["image"].isin(list(cut))].itertuples():
             if r.image not in val:
-                items.append((name, r.image, *strip_rows(cut[r.image], r.depth_from_m, r.depth_to_m), 2))
+                items.append((name, r.image, *strip_rows(cut[r.image], r.depth_from_m, r.depth_to_m), 2, 0.0, 0.0))
         held_out.append((name, table[table["image"].isin(val)].copy(), truth[truth["image"].isin(val)]))
     labels = np.array([min(item[4], 1) for item in items])
     print(f"{len(items)} training crops: {labels.sum()} layers, {(labels == 0).sum()} false candidates", flush=True)
 
     def training_crop(item):
-        name, image, a, b, kind = item
+        """(crop, the shifts of its candidate's ends onto its layer's in OFFSET_ROWS) of one item, augmented."""
+        name, image, a, b, kind, da, db = item
         if kind == 2:  # a true layer: its ends jittered by about 8 % of its thickness
             t = max(b - a, 2.0)
-            a, b = a + rng.normal(0, 0.08 * t), b + rng.normal(0, 0.08 * t)
-            b = max(b, a + 1)
-        x = crop(cuts[name][image][0], a, b, shift=rng.uniform(-4, 4))
+            a2, b2 = a + rng.normal(0, 0.08 * t), b + rng.normal(0, 0.08 * t)
+            b2 = max(b2, a2 + 1)
+            a, b, da, db = a2, b2, a - a2, b - b2
+        x = crop(cuts[name][image][0], a, b, shift=rng.uniform(-4, 4), soft=soft)
         if rng.random() < 0.5:
             x = x[:, :, ::-1]
         if rng.random() < 0.5:
             x = x[:, ::-1, :]
+            da, db = -db, -da
         x = x.copy()
         x[0] *= rng.uniform(0.85, 1.15)
-        return x
+        return x, (da / OFFSET_ROWS, db / OFFSET_ROWS)
 
-    net = Verifier()
+    net = Verifier(outputs=3 if args.refine else 1)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=args.steps)
     positives, negatives, batch = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0), 64
@@ -215,8 +300,16 @@ def main() -> None:
     net.train()
     for step in range(args.steps):
         pick = np.concatenate([rng.choice(positives, batch // 2), rng.choice(negatives, batch // 2)])
-        x = torch.from_numpy(np.stack([training_crop(items[i]) for i in pick]))
-        loss = F.binary_cross_entropy_with_logits(net(x), torch.from_numpy(labels[pick].astype(np.float32)))
+        made = [training_crop(items[i]) for i in pick]
+        x = torch.from_numpy(np.stack([m[0] for m in made]))
+        y = torch.from_numpy(labels[pick].astype(np.float32))
+        out = net(x)
+        if args.refine:
+            shift = torch.tensor([m[1] for m in made], dtype=torch.float32)
+            loss = F.binary_cross_entropy_with_logits(out[:, 0], y) \
+                + (F.smooth_l1_loss(out[:, 1:], shift, reduction="none").sum(1) * y).sum() / y.sum()
+        else:
+            loss = F.binary_cross_entropy_with_logits(out, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -226,58 +319,49 @@ def main() -> None:
     net.eval()
     torch.save(net.state_dict(), args.work / "verifier.pt")
 
-    features, targets = [], []
-    for name, table, truth in held_out:
-        table["v"] = verifier_logits(net, table, cuts[name])
-        layers = table[table["type"] == "melt_layer"].reset_index(drop=True)
-        y = label(layers, truth)
-        features.append(np.stack([logit(layers["score"]), layers["v"]], 1)[y >= 0])
-        targets.append(y[y >= 0])
-    X = torch.tensor(np.concatenate(features), dtype=torch.float32)
-    Y = torch.tensor(np.concatenate(targets), dtype=torch.float32)
-    w = torch.zeros(3, requires_grad=True)
-    lbfgs = torch.optim.LBFGS([w], max_iter=200)
+    # on the held-out sections: one combination and threshold per way of scoring (one pass, four flips)
+    modes = ["one", "flips"]
+    outputs = {name: verifier_outputs(net, table, cuts[name], soft) for name, table, _ in held_out}
+    results = {"dev": {}}
+    for mode in modes:
+        features, targets = [], []
+        for name, table, truth in held_out:
+            melt = (table["type"] == "melt_layer").values
+            y = label(table[melt].reset_index(drop=True), truth)
+            features.append(np.stack([logit(table["score"].values[melt]), outputs[name][mode][melt]], 1)[y >= 0])
+            targets.append(y[y >= 0])
+        w = fit_combination(np.concatenate(features), np.concatenate(targets))
+        val_table = pd.concat([rescore(t, outputs[name][mode], w) for name, t, _ in held_out])
+        val_truth = pd.concat([t[t["type"].isin(SCORED)] for _, _, t in held_out])
+        best_f1, _, threshold = max((evaluate_intervals(val_table[val_table["score"] >= t], val_truth).overall["f1"],
+                                     -abs(t - 0.5), round(float(t), 2)) for t in np.arange(0.2, 0.9, 0.05))
+        results[mode] = {"combination": w.tolist(), "threshold": threshold, "held_out_f1": best_f1}
+        print(f"held out ({mode}): {int(sum(len(t) for t in targets))} candidates; combination "
+              f"{np.round(w, 3).tolist()}; threshold {threshold} (F1 {best_f1:.3f})", flush=True)
 
-    def closure():
-        lbfgs.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(X @ w[:2] + w[2], Y) + 1e-3 * (w[:2] ** 2).sum()
-        loss.backward()
-        return loss
+    def scored(table, truth, threshold):
+        overall = evaluate_intervals(table, truth).overall
+        at = evaluate_intervals(table[table["score"] >= threshold], truth).overall
+        return {"map": overall["map"], "f1": at["f1"], "boundary_mm": at["boundary_mm"],
+                "tp_fp_fn": [at[k] for k in ("tp", "fp", "fn")]}
 
-    lbfgs.step(closure)
-    w = w.detach().numpy()
-
-    def rescore(table):
-        table = table.copy()
-        melt = table["type"] == "melt_layer"
-        z = w[0] * logit(table.loc[melt, "score"]) + w[1] * table.loc[melt, "v"].values + w[2]
-        table.loc[melt, "score"] = 1 / (1 + np.exp(-z))
-        return table.drop(columns="v")
-
-    val_table = pd.concat([rescore(t) for _, t, _ in held_out])
-    val_truth = pd.concat([t[t["type"].isin(SCORED)] for _, _, t in held_out])
-    best_f1, _, threshold = max((evaluate_intervals(val_table[val_table["score"] >= t], val_truth).overall["f1"],
-                                 -abs(t - 0.5), round(float(t), 2)) for t in np.arange(0.2, 0.9, 0.05))
-    print(f"held out: {len(Y)} candidates ({int(Y.sum())} layers); combination {np.round(w, 3).tolist()}; "
-          f"threshold {threshold} (F1 {best_f1:.3f})", flush=True)
-
-    results = {"combination": w.tolist(), "threshold": threshold, "held_out_f1": best_f1, "dev": {}}
     for name in args.dev:
         folder = args.data / name
-        table, truth, cut = candidates(folder, args.work, args.min_score), pd.read_csv(folder / "truth.csv"), \
+        table, truth, cut = candidates(folder, name, args.work, args.min_score), pd.read_csv(folder / "truth.csv"), \
             strips(folder, cfg)
         truth = truth[truth["type"].isin(SCORED)]
-        table["v"] = verifier_logits(net, table, cut)
-        new = rescore(table)
-        before, after = (evaluate_intervals(t, truth).overall["map"] for t in (table, new))
-        f1_before = evaluate_intervals(table[table["score"] >= shipped_threshold], truth).overall
-        f1_after = evaluate_intervals(new[new["score"] >= threshold], truth).overall
-        results["dev"][name] = {"map": [before, after], "f1": [f1_before["f1"], f1_after["f1"]],
-                                "tp_fp_fn": [[f1_before[k] for k in ("tp", "fp", "fn")],
-                                             [f1_after[k] for k in ("tp", "fp", "fn")]]}
-        print(f"{name}: mean AP {before:.3f} -> {after:.3f}; F1 {f1_before['f1']:.3f} -> {f1_after['f1']:.3f} "
-              f"(tp/fp/fn {results['dev'][name]['tp_fp_fn'][0]} -> {results['dev'][name]['tp_fp_fn'][1]})",
-              flush=True)
+        out = verifier_outputs(net, table, cut, soft)
+        rows = {"ensemble": scored(table, truth, shipped_threshold)}
+        for mode in modes:
+            m = results[mode]
+            new = rescore(table, out[mode], np.array(m["combination"]))
+            rows[mode] = scored(new, truth, m["threshold"])
+            if args.refine:
+                rows[mode + "+refine"] = scored(refined(new, cut, out["shift_rows"]), truth, m["threshold"])
+        results["dev"][name] = rows
+        for k, r in rows.items():
+            print(f"{name} {k:>14}: mean AP {r['map']:.3f}  F1 {r['f1']:.3f}  boundary {r['boundary_mm']:.3f} mm  "
+                  f"tp/fp/fn {r['tp_fp_fn']}", flush=True)
     (args.work / "results.json").write_text(json.dumps(results, indent=1, default=float))
 
 

@@ -344,3 +344,24 @@ $M synth ver/c311 --sections 6 --px-per-cm 186 --seed 186 --first-bag 311 --styl
 python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier" --steps 1200 \
     --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
     --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+
+# --- eighteenth round: the verifier learns to move each candidate's ends too (--refine; an experiment, not kept)
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_refine" --steps 1200 --refine \
+    --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+# the same, trained only on the 54 sections the shipped ensemble was trained on (what a user's train split gives)
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_seen" --steps 1200 --refine \
+    --train big_all --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+# its refinement alone on the shipped YOLO's and the shipped ensemble's detections (at their own thresholds)
+for s in dev_hard dev_hard24 dev_wide6 dev_classic12; do
+    m=$s/sections.tab; [ -f "$m" ] || m=$s/sections.csv
+    $M detect "$s/images" --sections "$m" --weights "$REPO/weights/yolo.pt" --out "$OUT/yolo_$s.csv"
+    $M detect "$s/images" --sections "$m" --out "$OUT/regression_$s.csv"
+done
+python "$REPO/benchmarks/verifier_refine_table.py" --verifier "$OUT/verifier_refine/verifier.pt" --data . \
+    --set dev_hard dev_hard24 dev_wide6 dev_classic12 \
+    --detections "$OUT"/yolo_dev_hard.csv "$OUT"/yolo_dev_hard24.csv "$OUT"/yolo_dev_wide6.csv "$OUT"/yolo_dev_classic12.csv
+python "$REPO/benchmarks/verifier_refine_table.py" --verifier "$OUT/verifier_refine/verifier.pt" --data . \
+    --set dev_hard dev_hard24 dev_wide6 dev_classic12 \
+    --detections "$OUT"/regression_dev_hard.csv "$OUT"/regression_dev_hard24.csv "$OUT"/regression_dev_wide6.csv \
+    "$OUT"/regression_dev_classic12.csv

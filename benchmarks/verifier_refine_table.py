@@ -1,0 +1,59 @@
+"""An experiment, not part of meltloc: move the ends of another head's melt layers with the boundary refinement
+of a verifier trained by ``benchmarks/candidate_verifier.py --refine`` (its ``verifier.pt``), no rescoring, and
+score the detections before and after against the set's synth ``truth.csv``.
+
+    python benchmarks/verifier_refine_table.py --verifier /tmp/verifier/verifier.pt --data /tmp/data2 \\
+        --set dev_hard --detections yolo_dev_hard.csv
+
+The detections are any ``meltloc detect`` table of the set's images (e.g. the shipped YOLO's at its own
+threshold). The crops are cut from the shipped regression ensemble's normalised strip, as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import candidate_verifier as cv  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--verifier", type=Path, required=True, help="verifier.pt of a --refine run")
+    ap.add_argument("--data", type=Path, required=True, help="the folder holding the sets")
+    ap.add_argument("--set", nargs="+", required=True, help="synth folders under --data")
+    ap.add_argument("--detections", nargs="+", type=Path, required=True, help="one detect table per set")
+    args = ap.parse_args()
+    if len(args.set) != len(args.detections):
+        sys.exit("error: give one --detections table per --set")
+    net = cv.Verifier(outputs=3)
+    net.load_state_dict(torch.load(args.verifier, weights_only=True, map_location="cpu"))
+    net.eval()
+    cfg = cv.load_detector(cv.WEIGHTS).cfg
+    for name, path in zip(args.set, args.detections):
+        folder = args.data / name
+        truth = pd.read_csv(folder / "truth.csv")
+        truth = truth[truth["type"].isin(cv.SCORED)]
+        table = pd.read_csv(path)
+        cut = cv.strips(folder, cfg)
+        start = time.perf_counter()
+        after = cv.refined(table, cut, cv.verifier_outputs(net, table, cut, soft=True)["shift_rows"])
+        seconds = time.perf_counter() - start
+        n = int((table["type"] == "melt_layer").sum())
+        print(f"{name}: {n} melt layers on {len(cut)} sections refined in {seconds:.2f} s "
+              f"({seconds / len(cut):.3f} s a section, 4 passes each, {torch.get_num_threads()} threads)")
+        for label, t in (("as detected", table), ("refined", after)):
+            o = cv.evaluate_intervals(t, truth).overall
+            print(f"{name} {label:>12}: F1 {o['f1']:.3f}  mean AP {o['map']:.3f}  boundary {o['boundary_mm']:.3f} mm  "
+                  f"tp/fp/fn {[o[k] for k in ('tp', 'fp', 'fn')]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
