@@ -1,5 +1,7 @@
-"""An experiment, not part of meltloc: can a small 2-D network that looks at each melt-layer candidate of the
-shipped regression ensemble tell true layers from false ones better than the ensemble's own score?
+"""An experiment, not part of meltloc: a 2-D verifier of the shipped regression ensemble's candidates.
+
+Can a small 2-D network that looks at each melt-layer candidate of the shipped regression ensemble tell true
+layers from false ones better than the ensemble's own score (and, with ``--refine``, put its ends on the layer's)?
 
 The ensemble's candidates down to a score of 0.3 hold nearly every layer of the hard development sets; what it
 lacks is ranking them (docs/generalisation_log.md, "Seventeenth round"). Here:

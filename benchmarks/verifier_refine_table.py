@@ -1,6 +1,7 @@
-"""An experiment, not part of meltloc: move the ends of another head's melt layers with the boundary refinement
-of a verifier trained by ``benchmarks/candidate_verifier.py --refine`` (its ``verifier.pt``), no rescoring, and
-score the detections before and after against the set's synth ``truth.csv``.
+"""An experiment, not part of meltloc: move the ends of a head's melt layers with a refining verifier.
+
+The verifier is one trained by ``benchmarks/candidate_verifier.py --refine`` (its ``verifier.pt``); nothing is
+rescored. The detections are scored before and after against the set's synth ``truth.csv``.
 
     python benchmarks/verifier_refine_table.py --verifier /tmp/verifier/verifier.pt --data /tmp/data2 \\
         --set dev_hard --detections yolo_dev_hard.csv
@@ -33,8 +34,17 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.set) != len(args.detections):
         sys.exit("error: give one --detections table per --set")
+    for name, path in zip(args.set, args.detections):
+        if not (args.data / name / "truth.csv").is_file():
+            sys.exit(f"error: {args.data / name} is not a synth folder (no truth.csv)")
+        if not path.is_file():
+            sys.exit(f"error: no detect table {path}")
     net = cv.Verifier(outputs=3)
-    net.load_state_dict(torch.load(args.verifier, weights_only=True, map_location="cpu"))
+    try:
+        net.load_state_dict(torch.load(args.verifier, weights_only=True, map_location="cpu"))
+    except (RuntimeError, OSError, KeyError) as exc:
+        sys.exit(f"error: {args.verifier} is not the verifier.pt of a candidate_verifier.py --refine run "
+                 f"({type(exc).__name__})")
     net.eval()
     cfg = cv.load_detector(cv.WEIGHTS).cfg
     for name, path in zip(args.set, args.detections):
@@ -43,6 +53,9 @@ def main() -> None:
         truth = truth[truth["type"].isin(cv.SCORED)]
         table = pd.read_csv(path)
         cut = cv.strips(folder, cfg)
+        strange = sorted(set(table["image"]) - set(cut))
+        if strange:
+            sys.exit(f"error: {path} holds images that are not in {folder / 'images'}: {', '.join(strange[:3])}")
         start = time.perf_counter()
         after = cv.refined(table, cut, cv.verifier_outputs(net, table, cut, soft=True)["shift_rows"])
         seconds = time.perf_counter() - start
