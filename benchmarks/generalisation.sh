@@ -365,3 +365,13 @@ python "$REPO/benchmarks/verifier_refine_table.py" --verifier "$OUT/verifier_ref
     --set dev_hard dev_hard24 dev_wide6 dev_classic12 \
     --detections "$OUT"/regression_dev_hard.csv "$OUT"/regression_dev_hard24.csv "$OUT"/regression_dev_wide6.csv \
     "$OUT"/regression_dev_classic12.csv
+
+# --- nineteenth round: the two eighteenth-round runs lost to a restart, run again (experiments, not kept)
+# the verifier trained on 54 sections the shipped ensemble has NOT seen (seen against unseen, at the same count)
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_unseen" --steps 1200 --refine \
+    --train big2/h330 ver/h1451 ver/w1151 ver/w1001 ver/c440 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+# the 128-section run with another seed (its scatter)
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_refine_seed1" --steps 1200 --refine \
+    --seed 1 --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
