@@ -13,6 +13,7 @@ threshold). The crops are cut from the shipped regression ensemble's normalised 
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -34,28 +35,38 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.set) != len(args.detections):
         sys.exit("error: give one --detections table per --set")
+    tables = []
     for name, path in zip(args.set, args.detections):
-        if not (args.data / name / "truth.csv").is_file():
-            sys.exit(f"error: {args.data / name} is not a synth folder (no truth.csv)")
+        folder = args.data / name
+        if not (folder / "truth.csv").is_file():
+            sys.exit(f"error: {folder} is not a synth folder (no truth.csv)")
         if not path.is_file():
             sys.exit(f"error: no detect table {path}")
+        table = pd.read_csv(path)
+        missing = {"image", "type", "depth_from_m", "depth_to_m", "score"} - set(table.columns)
+        if missing:
+            sys.exit(f"error: {path} is not a meltloc detect table (no {', '.join(sorted(missing))} column)")
+        images = {p.name for p in (folder / "images").iterdir()} if (folder / "images").is_dir() else set()
+        if not images:
+            sys.exit(f"error: no images in {folder / 'images'}")
+        strange = sorted(set(table["image"]) - images)
+        if strange:
+            sys.exit(f"error: {path} holds images that are not in {folder / 'images'}: {', '.join(strange[:3])}")
+        tables.append((name, folder, table))
+    if not args.verifier.is_file():
+        sys.exit(f"error: no verifier file {args.verifier}")
     net = cv.Verifier(outputs=3)
     try:
         net.load_state_dict(torch.load(args.verifier, weights_only=True, map_location="cpu"))
-    except (RuntimeError, OSError, KeyError) as exc:
+    except (RuntimeError, OSError, KeyError, TypeError, AttributeError, pickle.UnpicklingError) as exc:
         sys.exit(f"error: {args.verifier} is not the verifier.pt of a candidate_verifier.py --refine run "
                  f"({type(exc).__name__})")
     net.eval()
     cfg = cv.load_detector(cv.WEIGHTS).cfg
-    for name, path in zip(args.set, args.detections):
-        folder = args.data / name
+    for name, folder, table in tables:
         truth = pd.read_csv(folder / "truth.csv")
         truth = truth[truth["type"].isin(cv.SCORED)]
-        table = pd.read_csv(path)
         cut = cv.strips(folder, cfg)
-        strange = sorted(set(table["image"]) - set(cut))
-        if strange:
-            sys.exit(f"error: {path} holds images that are not in {folder / 'images'}: {', '.join(strange[:3])}")
         start = time.perf_counter()
         after = cv.refined(table, cut, cv.verifier_outputs(net, table, cut, soft=True)["shift_rows"])
         seconds = time.perf_counter() - start
