@@ -375,3 +375,12 @@ python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_u
 python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_refine_seed1" --steps 1200 --refine \
     --seed 1 --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
     --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+# more seeds: the seen and unseen 54-section runs with seed 1, the 128-section run with seed 2
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_seen_seed1" --steps 1200 --refine \
+    --seed 1 --train big_all --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_unseen_seed1" --steps 1200 --refine \
+    --seed 1 --train big2/h330 ver/h1451 ver/w1151 ver/w1001 ver/c440 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_refine_seed2" --steps 1200 --refine \
+    --seed 2 --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
