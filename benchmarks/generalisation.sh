@@ -384,3 +384,11 @@ python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_u
 python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_refine_seed2" --steps 1200 --refine \
     --seed 2 --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
     --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+# the seed-1 and seed-2 networks' end shifts averaged, on each head's shipped detect tables (yolo_*, regression_* above)
+for h in yolo regression; do
+    python "$REPO/benchmarks/verifier_refine_table.py" --data . \
+        --verifier "$OUT/verifier_refine_seed1/verifier.pt" "$OUT/verifier_refine_seed2/verifier.pt" \
+        --set dev_hard dev_hard24 dev_wide6 dev_classic12 \
+        --detections "$OUT/${h}_dev_hard.csv" "$OUT/${h}_dev_hard24.csv" "$OUT/${h}_dev_wide6.csv" \
+        "$OUT/${h}_dev_classic12.csv"
+done
