@@ -3,8 +3,8 @@
 The verifier is one trained by ``benchmarks/candidate_verifier.py --refine`` (its ``verifier.pt``), or several
 (their shifts averaged: an ensemble of seeds); nothing is rescored. The detections are scored before and after against the set's synth ``truth.csv``.
 
-    python benchmarks/verifier_refine_table.py --verifier /tmp/verifier/verifier.pt --data /tmp/data2 \\
-        --set dev_hard --detections yolo_dev_hard.csv
+    python benchmarks/verifier_refine_table.py --verifier /tmp/verifier/verifier.pt [more.pt ...] \\
+        --data /tmp/data2 --set dev_hard --detections yolo_dev_hard.csv
 
 The detections are any ``meltloc detect`` table of the set's images (e.g. the shipped YOLO's at its own
 threshold). The crops are cut from the shipped regression ensemble's normalised strip, as in training.
@@ -29,7 +29,7 @@ import candidate_verifier as cv  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--verifier", type=Path, nargs="+", required=True,
+    ap.add_argument("--verifier", type=Path, nargs="+", action="extend", required=True,
                     help="verifier.pt of a --refine run; with several, their shifts are averaged")
     ap.add_argument("--data", type=Path, required=True, help="the folder holding the sets")
     ap.add_argument("--set", nargs="+", required=True, help="synth folders under --data")
