@@ -275,6 +275,8 @@ def main() -> None:
         held_out.append((name, table[table["image"].isin(val)].copy(), truth[truth["image"].isin(val)]))
     labels = np.array([min(item[4], 1) for item in items])
     print(f"{len(items)} training crops: {labels.sum()} layers, {(labels == 0).sum()} false candidates", flush=True)
+    if not labels.any() or labels.all():
+        sys.exit("error: the training sets give no true or no false candidates to learn from")
 
     def training_crop(item):
         """(crop, the shifts of its candidate's ends onto its layer's in OFFSET_ROWS) of one item, augmented."""
