@@ -45,13 +45,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from meltloc.api import detect_images  # noqa: E402
-from meltloc.heads import load_detector  # noqa: E402
+from meltloc.heads import ends, load_detector  # noqa: E402
 from meltloc.heads.base import section_strip  # noqa: E402
 from meltloc.heads.regression.net import normalise_for  # noqa: E402
 from meltloc.manifest import read_manifest  # noqa: E402
@@ -59,8 +58,8 @@ from meltloc.metrics import evaluate_intervals  # noqa: E402
 from meltloc.section import load_section  # noqa: E402
 
 WEIGHTS = REPO / "weights" / "regression.pt"
-CROP_ROWS = 192
-OFFSET_ROWS = 4.0  # the refinement's unit: 0.4 mm at the shipped ensemble's 10 strip rows per mm
+CROP_ROWS = ends.EndRefinerConfig.crop_rows
+OFFSET_ROWS = ends.EndRefinerConfig.shift_unit_rows  # the refinement's unit: 0.4 mm at 10 strip rows per mm
 SCORED = ["melt_layer", "melt_lens", "uncertain", "bubble_free"]
 
 
@@ -123,41 +122,12 @@ def label(layers: pd.DataFrame, truth: pd.DataFrame, matches: bool = False):
 
 
 def crop(normalised: np.ndarray, a: float, b: float, shift: float = 0.0, soft: bool = False) -> np.ndarray:
-    """(2, CROP_ROWS, width): the strip around the candidate's centre, and a mask of its rows (``soft``: the
-    fraction of each row inside the candidate, so that its ends are seen to a fraction of a row)."""
-    top = int(round((a + b) / 2 + shift)) - CROP_ROWS // 2
-    rows = np.arange(top, top + CROP_ROWS)
-    pixels = normalised[np.clip(rows, 0, normalised.shape[0] - 1)].astype(np.float32)
-    if soft:
-        mask = np.clip(np.minimum(rows + 1, b) - np.maximum(rows, a), 0, 1).astype(np.float32)
-    else:
-        mask = ((rows + 0.5 >= a) & (rows + 0.5 <= b)).astype(np.float32)
-    if not mask.any():
-        mask[int(np.clip(round((a + b) / 2) - top, 0, CROP_ROWS - 1))] = 1
-    return np.stack([pixels, np.repeat(mask[:, None], pixels.shape[1], 1)])
+    """(2, CROP_ROWS, width): the strip around the candidate's centre and a mask of its rows (meltloc's end
+    refinement crop; ``soft``: the fraction of each row inside the candidate)."""
+    return ends.crop(normalised, a, b, CROP_ROWS, shift=shift, soft=soft)
 
 
-class Verifier(nn.Module):
-    """Crop -> one logit: is this candidate a melt layer? With ``outputs=3``, also the shifts of its two ends
-    (strip rows / OFFSET_ROWS) that would put them on the layer's."""
-
-    def __init__(self, channels=(16, 32, 48, 64), outputs: int = 1):
-        super().__init__()
-        c0, c1, c2, c3 = channels
-
-        def block(c_in, c_out, stride):
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
-                                 nn.ReLU(inplace=True))
-
-        self.features = nn.Sequential(block(2, c0, 1), block(c0, c1, 2), block(c1, c1, 1), block(c1, c2, 2),
-                                      block(c2, c2, 1), block(c2, c3, 2), block(c3, c3, 1))
-        self.out = nn.Sequential(nn.Linear(2 * c3, 64), nn.ReLU(inplace=True), nn.Linear(64, outputs))
-        self.outputs = outputs
-
-    def forward(self, x):
-        f = self.features(x)
-        y = self.out(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], 1))
-        return y[:, 0] if self.outputs == 1 else y
+Verifier = ends.EndNet  # crop -> one logit (outputs=1), or with outputs=3 also the shifts of the candidate's two ends
 
 
 def logit(p) -> np.ndarray:

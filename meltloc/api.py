@@ -36,11 +36,14 @@ class Localizer:
         head: the head's name (``regression``, ``yolo``, ...).
         score_threshold: the operating threshold chosen on validation.
         detector: the underlying :class:`~meltloc.heads.base.Head` (intervals in image rows).
+        end_refiner: the :class:`~meltloc.heads.ends.EndRefiner` moving each melt layer's ends after the head
+            (``refine_ends`` of :func:`load_detector`), or None.
     """
 
-    def __init__(self, detector, weights: Path):
+    def __init__(self, detector, weights: Path, end_refiner=None):
         self.detector = detector
         self.weights = Path(weights)
+        self.end_refiner = end_refiner
 
     @property
     def head(self) -> str:
@@ -62,26 +65,39 @@ class Localizer:
         from meltloc.detections import to_depths
 
         with torch.inference_mode():
-            rows = to_depths(section, self.detector.detect(section, score_threshold=min_score))
+            found = self.detector.detect(section, score_threshold=min_score)
+            if self.end_refiner is not None:
+                found = self.end_refiner.refine(section, found)
+            rows = to_depths(section, found)
         return pd.DataFrame(rows, columns=COLUMNS)
 
     def __repr__(self) -> str:
-        return f"Localizer(head={self.head!r}, weights={str(self.weights)!r})"
+        refined = "" if self.end_refiner is None else f", end_refiner={str(self.end_refiner.path)!r}"
+        return f"Localizer(head={self.head!r}, weights={str(self.weights)!r}{refined})"
 
 
-def load_detector(weights: str | Path | None = None, device: str = "auto") -> Localizer:
+def load_detector(weights: str | Path | None = None, device: str = "auto",
+                  refine_ends: bool | str | Path = False) -> Localizer:
     """The localizer a checkpoint holds (default: the shipped ``weights/regression.pt``).
 
+    Args:
+        refine_ends: True: move each melt layer's ends with the shipped end refiner after the head
+            (``meltloc detect --refine-ends``); a path: with that end refiner's file; False: as the head gives them.
+
     Raises:
-        CheckpointError: missing or foreign file, or a head this version does not have.
+        CheckpointError: missing or foreign file (weights or end refiner), or a head this version does not have.
         MeltlocError: ``device`` is not on this machine.
     """
     from meltloc.device import resolve_device
     from meltloc.heads import load_detector as load_head
-    from meltloc.shipped import DEFAULT_WEIGHTS
+    from meltloc.heads.ends import load_end_refiner
+    from meltloc.shipped import DEFAULT_WEIGHTS, END_REFINER_WEIGHTS
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    return Localizer(load_head(weights, resolve_device(device)), weights)
+    refiner = None
+    if refine_ends is not False and refine_ends is not None:
+        refiner = load_end_refiner(END_REFINER_WEIGHTS if refine_ends is True else Path(refine_ends))
+    return Localizer(load_head(weights, resolve_device(device)), weights, refiner)
 
 
 def read_section(path: str | Path, sections: str | Path | None = None, top_m: float | None = None,
@@ -148,12 +164,14 @@ def section_from_array(image: np.ndarray, top_m: float | None = None, bottom_m: 
 
 
 def detect_images(inputs: Sequence[str | Path], out: str | Path, weights: str | Path | None = None,
-                  sections: str | Path | None = None, device: str = "auto", **options):
+                  sections: str | Path | None = None, device: str = "auto", refine_ends: bool | str | Path = False,
+                  **options):
     """What ``meltloc detect`` does: every image of ``inputs`` (files or folders), the detections CSV (or
     XLSX) at ``out`` and the status of every image beside it.
 
     Options are those of :func:`meltloc.detect.detect_images` (``overlays``, ``resume``, ``workers``,
-    ``exposures``, ``recursive``, ``score_threshold``, ``overwrite``, ...). As with the CLI, an existing
+    ``exposures``, ``recursive``, ``score_threshold``, ``overwrite``, ...); ``refine_ends`` is that of
+    :func:`load_detector` (``--refine-ends`` / ``--end-refiner``). As with the CLI, an existing
     ``out`` is replaced only with ``overwrite=True``, and no input is ever written onto.
 
     Raises:
@@ -168,10 +186,10 @@ def detect_images(inputs: Sequence[str | Path], out: str | Path, weights: str | 
 
     options.setdefault("workers", 1)
     options.setdefault("overwrite", False)  # as the CLI: an existing output is replaced only when asked
-    given = (*inputs, sections, weights)
+    given = (*inputs, sections, weights, *([refine_ends] if isinstance(refine_ends, (str, Path)) else []))
     check_outputs(Path(out), inputs=given, overwrite=options["overwrite"], resume=options.get("resume", False),
                   option="out")
-    localizer = load_detector(weights, device)
+    localizer = load_detector(weights, device, refine_ends)
     manifest = read_manifest(sections) if sections is not None else None
     return run([Path(p) for p in inputs], localizer.detector, Path(out), manifest, weights=localizer.weights,
-               device=localizer.detector.device, **options)
+               device=localizer.detector.device, end_refiner=localizer.end_refiner, **options)

@@ -19,8 +19,8 @@ from meltloc import heads as _heads  # the registry: names, help texts and optio
 from meltloc.atomic import check_output, ensure_writable, output_folder
 from meltloc.errors import MeltlocError
 from meltloc.interrupt import Terminated, handling_signals
-from meltloc.shipped import (DEFAULT_WEIGHTS, SAMPLE_AGE_SCALE, SAMPLE_IMAGES, SAMPLE_LOG, SAMPLE_SECTIONS,
-                             SAMPLE_TRUTH, YOLO_WEIGHTS)
+from meltloc.shipped import (DEFAULT_WEIGHTS, END_REFINER_WEIGHTS, SAMPLE_AGE_SCALE, SAMPLE_IMAGES, SAMPLE_LOG,
+                             SAMPLE_SECTIONS, SAMPLE_TRUTH, YOLO_WEIGHTS)
 
 app = typer.Typer(
     name="meltloc",
@@ -226,6 +226,8 @@ def detect(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table of detections and no progress bar."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (and an unfinished run's files, or earlier overlays)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
+    refine_ends: bool = typer.Option(False, "--refine-ends", help="After the head, move each melt layer's two ends onto the layer's with a small 2-D network (the shipped end refiner; README, 'End refinement'): lower boundary error on our hard synthetic cores; scores are kept. Off by default."),
+    end_refiner: Optional[Path] = typer.Option(None, "--end-refiner", help=f"The end refiner's weights for --refine-ends (given alone, it implies --refine-ends; default: {END_REFINER_WEIGHTS})."),
 ) -> None:
     """Detect melt layers and lenses; write depth intervals in meters, and the status of every image.
 
@@ -234,6 +236,7 @@ def detect(
     """
     from meltloc.detect import check_outputs, detect_images
     from meltloc.heads import load_detector
+    from meltloc.heads.ends import load_end_refiner
     from meltloc.device import resolve_device
     from meltloc.manifest import read_manifest
 
@@ -245,7 +248,9 @@ def detect(
             fail(f"'{item}' is no image or folder: options such as --resume and --overwrite are flags and take no "
                  "value (write --resume, not --resume true)")
     weights = weights or DEFAULT_WEIGHTS
-    given = (*inputs, sections, weights)
+    if refine_ends or end_refiner is not None:
+        end_refiner = end_refiner or END_REFINER_WEIGHTS
+    given = (*inputs, sections, weights, end_refiner)
     check_outputs(out, inputs=given, overwrite=overwrite, resume=resume)
     device = resolve_device(device)
     import contextlib
@@ -256,11 +261,12 @@ def detect(
         with drawn:
             with _trust(trust_checkpoint):
                 detector = load_detector(weights, device)
+                refiner = load_end_refiner(end_refiner) if end_refiner is not None else None
                 manifest = read_manifest(sections) if sections is not None else None
                 summary = detect_images(list(inputs), detector, out, manifest, overlays, resume, min_score,
                                         show_progress=not quiet, threads=threads, weights=weights,
                                         overwrite=overwrite, exposures=list(exposure) if exposure else None,
-                                        recursive=recursive, workers=workers, device=device)
+                                        recursive=recursive, workers=workers, device=device, end_refiner=refiner)
     except (KeyboardInterrupt, Terminated):
         warn([f"the images finished so far are kept in {out}.partial: rerun the same command with --resume"])
         raise
@@ -391,6 +397,8 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier compare report in --out (a folder with other files is always refused)."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
+    refine_ends: bool = typer.Option(False, "--refine-ends", help="Also score every model with its melt layers' ends moved by the end refiner (as 'meltloc detect --refine-ends'): one more row each, '<model> + ends'."),
+    end_refiner: Optional[Path] = typer.Option(None, "--end-refiner", help=f"The end refiner's weights for --refine-ends (given alone, it implies --refine-ends; default: {END_REFINER_WEIGHTS})."),
 ) -> None:
     """Run every given model on the same test sections and write one comparison table.
 
@@ -402,11 +410,16 @@ def compare(
     from meltloc.errors import problem_lines
 
     all_weights = [*(weights or []), *(more_weights or [])]
-    with output_folder(out, "compare", inputs=(data, images, sections, truth, *all_weights), overwrite=overwrite), \
-            _trust(trust_checkpoint):
+    if refine_ends or end_refiner is not None:
+        end_refiner = end_refiner or END_REFINER_WEIGHTS
+    with output_folder(out, "compare", inputs=(data, images, sections, truth, *all_weights, end_refiner),
+                       overwrite=overwrite), _trust(trust_checkpoint):
+        from meltloc.heads.ends import load_end_refiner
+
+        refiner = load_end_refiner(end_refiner) if end_refiner is not None else None
         result = run_compare(data, all_weights, out, images=images, sections=sections, truth=truth,
                              ap_min_score=ap_min_score, device=device, figure_image=figure_image,
-                             show_progress=not quiet)
+                             show_progress=not quiet, end_refiner=refiner)
     warn(problem_lines(result.problems))
     Console(width=None if sys.stdout.isatty() else 120).print(render_table(result))
     figures = [result.files[k].name for k in ("section", "speed", "thickness") if k in result.files]

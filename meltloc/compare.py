@@ -245,12 +245,14 @@ class Head:
         score_threshold: the head's operating threshold.
         operating, ranking: detection rows (CONTRACT.md columns) of the two calls.
         seconds: wall time of each timed operating call, one per section.
+        end_refiner: moves each melt layer's ends after the head (``--refine-ends``: the row "+ ends"), or None.
     """
 
     label: str
     weights: Path
     detector: Detector
     score_threshold: float
+    end_refiner: object | None = None
     operating: list[dict] = field(default_factory=list)
     ranking: list[dict] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -271,8 +273,10 @@ def labels_for(heads: Sequence[str], weights: Sequence[Path]) -> list[str]:
     return out
 
 
-def load_heads(weights: Sequence[str | Path], device: str = "cpu") -> list[Head]:
-    """Every checkpoint as a detector, in the order given.
+def load_heads(weights: Sequence[str | Path], device: str = "cpu", end_refiner=None) -> list[Head]:
+    """Every checkpoint as a detector, in the order given; with ``end_refiner``
+    (:class:`~meltloc.heads.ends.EndRefiner`) each is followed by itself with its melt layers' ends moved
+    (labelled ``<label> + ends``).
 
     Raises:
         MeltlocError: no checkpoint given.
@@ -288,14 +292,20 @@ def load_heads(weights: Sequence[str | Path], device: str = "cpu") -> list[Head]
 
     detectors = [load_detector(p, device) for p in paths]
     labels = labels_for([d.head for d in detectors], paths)
-    return [Head(label, p, d, d.score_threshold) for label, p, d in zip(labels, paths, detectors)]
+    heads = []
+    for label, p, d in zip(labels, paths, detectors):
+        heads.append(Head(label, p, d, d.score_threshold))
+        if end_refiner is not None:
+            heads.append(Head(f"{label} + ends", p, d, d.score_threshold, end_refiner))
+    return heads
 
 
 def _detect(head: Head, section: Section, thresholds: list[float | None],
             problems: list[Problem]) -> tuple[list[list[dict]], float]:
     """Detection rows of ``section`` at each threshold (None: the head's own) and the seconds of the first.
 
-    The head predicts once; the timed call is its prediction plus the decoding at the first threshold.
+    The head predicts once; the timed call is its prediction plus the decoding at the first threshold (and, with
+    an end refiner, the moving of those rows' ends).
     """
     from meltloc.detections import to_depths
 
@@ -305,8 +315,12 @@ def _detect(head: Head, section: Section, thresholds: list[float | None],
         t0 = time.perf_counter()
         prediction = detector.predict(section)
         found = [detector.decode(prediction, detector.threshold_for(thresholds[0]))]
+        if head.end_refiner is not None:
+            found = [head.end_refiner.refine(section, found[0])]
         seconds = time.perf_counter() - t0
         found += [detector.decode(prediction, detector.threshold_for(t)) for t in thresholds[1:]]
+        if head.end_refiner is not None:
+            found = found[:1] + [head.end_refiner.refine(section, rows) for rows in found[1:]]
     except MeltlocError as exc:
         problems.append(Problem("compare_detect_failed", str(section.path), None,
                                 f"{head.label} failed on {section.name} ({exc.message}); counted as no detection"))
@@ -544,7 +558,7 @@ def write_report(table: pd.DataFrame, notes: list[str], heads: list[Head], test:
 def run_compare(data_dir: str | Path, weights: Sequence[str | Path], out: str | Path,
                 images: str | Path | None = None, sections: str | Path | None = None,
                 truth: str | Path | None = None, ap_min_score: float = AP_MIN_SCORE, device: str = "cpu",
-                figure_image: str | None = None, show_progress: bool = True) -> CompareResult:
+                figure_image: str | None = None, show_progress: bool = True, end_refiner=None) -> CompareResult:
     """Run every checkpoint on the test split of a convert output and write the report.
 
     Args:
@@ -555,6 +569,7 @@ def run_compare(data_dir: str | Path, weights: Sequence[str | Path], out: str | 
         ap_min_score: score threshold of the ranking call (mean AP).
         device: torch device of every head.
         figure_image: the section drawn in the strip figure (default: the one with most true layers).
+        end_refiner: see :func:`load_heads` (``--refine-ends``).
 
     Raises:
         DatasetError, CheckpointError, EvaluationError, ManifestError: bad inputs, all checked
@@ -565,7 +580,7 @@ def run_compare(data_dir: str | Path, weights: Sequence[str | Path], out: str | 
     if not weights:
         raise MeltlocError("no checkpoint to compare: pass --weights A.pt B.pt ...")
     test = load_test_set(data_dir, images, sections, truth)
-    heads = load_heads(weights, device)
+    heads = load_heads(weights, device, end_refiner)
     stats = run_heads(test, heads, ap_min_score, show_progress)
     rows, problems = [], list(stats.problems)
     for head in heads:

@@ -301,7 +301,7 @@ def _fmt(value) -> str:
 
 def run_identity(inputs: list[Path], images: list[Path], weights: Path | None, manifest: Manifest | None,
                  score_threshold: float | None, overlays: Path | None, exposures: list[str] | None = None,
-                 recursive: bool = False) -> dict:
+                 recursive: bool = False, end_refiner: Path | None = None) -> dict:
     """What defines a detect run: a resumed run must have exactly this (see the module docstring).
 
     Kept small (it is written before any result, also on a nearly full disk): the images enter as their
@@ -326,6 +326,7 @@ def run_identity(inputs: list[Path], images: list[Path], weights: Path | None, m
         "images_sha256": listing.hexdigest(),
         "exposure": sorted(exposures) if exposures else None,
         "recursive": True if recursive else None,
+        **({"end_refiner_sha256": file_sha256(end_refiner)} if end_refiner is not None else {}),
     }
 
 
@@ -333,9 +334,10 @@ def _difference(before: dict, now: dict) -> str | None:
     """The first difference between two run identities, in words; None when they are the same."""
     words = {"weights_sha256": "weights: the checkpoint file changed since",
              "sections_sha256": "sections: the manifest changed since",
-             "images_sha256": "images: an image was added, removed or changed (size or modification time) since"}
-    for key, value in now.items():
-        old = before.get(key)
+             "images_sha256": "images: an image was added, removed or changed (size or modification time) since",
+             "end_refiner_sha256": "end refinement: that run and this one differ in --refine-ends or its file"}
+    for key in list(now) + [k for k in before if k not in now]:
+        old, value = before.get(key), now.get(key)
         if old != value:
             return words.get(key, f"{key}: {old!r} then, {value!r} now")
     return None
@@ -380,9 +382,10 @@ def _keep_finished(partial: Path, done: set[str]) -> None:
 
 
 def _process(loaded, detector, manifest: Manifest | None, score_threshold: float | None,
-             overlay: Path | None) -> dict:
+             overlay: Path | None, end_refiner=None) -> dict:
     """Detect in one loaded section (from :func:`_load`): its formatted rows and status (one image's errors never
-    stop the run)."""
+    stop the run). With ``end_refiner`` (:class:`meltloc.heads.ends.EndRefiner`) the melt layers' ends are moved
+    after the head (its rows cleaned, then cleaned again as rows are written)."""
     section, error, load_seconds = loaded
     t0 = time.perf_counter()
     result = {"rows": [], "status": "processed", "reason": "", "px_per_m": None, "not_in_manifest": False}
@@ -390,6 +393,8 @@ def _process(loaded, detector, manifest: Manifest | None, score_threshold: float
         if error is not None:
             raise error
         found = detector.detect(section, score_threshold=score_threshold)
+        if end_refiner is not None:
+            found = end_refiner.refine(section, found)
     except MeltlocError as exc:
         result.update(status="failed", reason=exc.message, seconds=load_seconds + time.perf_counter() - t0)
         return result
@@ -411,7 +416,8 @@ def _process(loaded, detector, manifest: Manifest | None, score_threshold: float
 _WORKER: dict = {}
 
 
-def _worker_init(weights: str, device: str, trust: bool, threads: int, manifest, score_threshold) -> None:
+def _worker_init(weights: str, device: str, trust: bool, threads: int, manifest, score_threshold,
+                 end_refiner: str | None = None) -> None:
     """A worker process: its own model, one or ``threads`` torch threads; Ctrl-C is the main process's."""
     import signal
 
@@ -424,12 +430,16 @@ def _worker_init(weights: str, device: str, trust: bool, threads: int, manifest,
     torch.set_num_threads(threads)
     with trusting(trust):
         _WORKER["detector"] = load_detector(Path(weights), device)
+    if end_refiner is not None:
+        from meltloc.heads.ends import load_end_refiner
+
+        _WORKER["end_refiner"] = load_end_refiner(end_refiner)
     _WORKER.update(manifest=manifest, score_threshold=score_threshold)
 
 
 def _worker_run(path: Path, overlay: Path | None) -> dict:
     return _process(_load(path, _WORKER["manifest"]), _WORKER["detector"], _WORKER["manifest"],
-                    _WORKER["score_threshold"], overlay)
+                    _WORKER["score_threshold"], overlay, _WORKER.get("end_refiner"))
 
 
 def usable_cores() -> int:
@@ -463,7 +473,7 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
                   overlays: Path | None = None, resume: bool = False, score_threshold: float | None = None,
                   show_progress: bool = True, threads: int | None = None, weights: Path | None = None,
                   overwrite: bool = True, exposures: list[str] | None = None, recursive: bool = False,
-                  workers: int | None = 1, device: str | None = None) -> DetectSummary:
+                  workers: int | None = 1, device: str | None = None, end_refiner=None) -> DetectSummary:
     """Run a detector over images and write the detections CSV (CONTRACT.md columns, then :data:`EXTRA_COLUMNS`)
     and the status of every image (:func:`status_path`).
 
@@ -482,6 +492,8 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
         recursive: look into subfolders.
         workers: processes (each with its own model); None: :func:`auto_workers`. Needs ``weights`` when > 1.
         device: torch device of the worker processes' models (default: the detector's).
+        end_refiner: an :class:`meltloc.heads.ends.EndRefiner` (from :func:`~meltloc.heads.ends.load_end_refiner`)
+            moving each melt layer's ends after the head (``--refine-ends``); recorded in the run identity.
 
     Raises:
         MeltlocError: no image could be processed at all; no image is in the manifest.
@@ -506,10 +518,11 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
                                "given; pass the right --sections, or none to get rows without depths")
         summary.problems.extend(_manifest_scale_problems(chosen, manifest))
     identity = run_identity(inputs, [it.path for it in items], weights, manifest, score_threshold, overlays,
-                            exposures, recursive)
+                            exposures, recursive, end_refiner.path if end_refiner is not None else None)
     with output_lock(out):
         return _detect_locked(items, detector, out, partial, done_path, identity, summary, manifest, overlays,
-                              resume, overwrite, score_threshold, show_progress, threads, workers, weights, device)
+                              resume, overwrite, score_threshold, show_progress, threads, workers, weights, device,
+                              end_refiner)
 
 
 def _manifest_scale_problems(items: list[Item], manifest: Manifest) -> list[Problem]:
@@ -557,7 +570,8 @@ def _read_status_partial(path: Path, done: set[str]) -> dict[str, dict]:
 
 
 def _detect_locked(items, detector, out, partial, done_path, identity, summary, manifest, overlays, resume,
-                   overwrite, score_threshold, show_progress, threads, workers, weights, device) -> DetectSummary:
+                   overwrite, score_threshold, show_progress, threads, workers, weights, device,
+                   end_refiner=None) -> DetectSummary:
     run_path = out.with_name(out.name + ".run.json")
     status_partial = out.with_name(out.name + ".status.partial")
     done: set[str] = set()
@@ -597,8 +611,8 @@ def _detect_locked(items, detector, out, partial, done_path, identity, summary, 
     t0 = time.time()
     todo = [it for it in items if not it.status and it.rel not in done]
     n_workers = auto_workers([it.path for it in todo]) if workers is None else max(1, min(int(workers), len(todo)))
-    if weights is None:
-        n_workers = 1  # worker processes load the checkpoint file
+    if weights is None or (end_refiner is not None and end_refiner.path is None):
+        n_workers = 1  # worker processes load the checkpoint files
     summary.workers = n_workers
     import torch
 
@@ -641,7 +655,8 @@ def _detect_locked(items, detector, out, partial, done_path, identity, summary, 
 
             if n_workers > 1:
                 _run_pool(todo, n_workers, record, bar, overlay_of, weights, device or _device_of(detector),
-                          threads or 1, manifest, score_threshold)
+                          threads or 1, manifest, score_threshold,
+                          None if end_refiner is None else str(end_refiner.path))
             else:
                 # Decoding and core finding (the slowest steps) of the next image overlap with the model's work
                 # on this one; at most two images are in memory at once.
@@ -651,7 +666,8 @@ def _detect_locked(items, detector, out, partial, done_path, identity, summary, 
                         stop_if_asked()
                         loaded = pending.result()
                         pending = pool.submit(_load, todo[i + 1].path, manifest) if i + 1 < len(todo) else None
-                        result = _process(loaded, detector, manifest, score_threshold, overlay_of(todo[i]))
+                        result = _process(loaded, detector, manifest, score_threshold, overlay_of(todo[i]),
+                                          end_refiner)
                         del loaded
                         record(todo[i], result)
     except (OSError, OutputError) as exc:  # a full disk; --resume drops rows of images not in .done, as after a kill
@@ -689,7 +705,8 @@ def _detect_locked(items, detector, out, partial, done_path, identity, summary, 
     return summary
 
 
-def _run_pool(todo, n_workers, record, bar, overlay_of, weights, device, threads, manifest, score_threshold) -> None:
+def _run_pool(todo, n_workers, record, bar, overlay_of, weights, device, threads, manifest, score_threshold,
+              end_refiner: str | None = None) -> None:
     """Images in ``n_workers`` processes, at most two per worker in flight, recorded in input order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -699,7 +716,8 @@ def _run_pool(todo, n_workers, record, bar, overlay_of, weights, device, threads
 
     pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init,
-                               initargs=(str(weights), device, bool(_trust["on"]), threads, manifest, score_threshold))
+                               initargs=(str(weights), device, bool(_trust["on"]), threads, manifest, score_threshold,
+                                         end_refiner))
     pending: deque = deque()
     queue = iter(todo)
     try:

@@ -109,6 +109,7 @@ def test_a_hostile_checkpoint_runs_no_code_through_any_command(evil, tiny_core, 
     commands = {
         "detect --weights": ["detect", images, "--weights", evil["plain"], "--out", tmp_path / "d.csv"],
         "detect, yolo inner blob": ["detect", images, "--weights", evil["yolo"], "--out", tmp_path / "d2.csv"],
+        "detect --end-refiner": ["detect", images, "--end-refiner", evil["plain"], "--out", tmp_path / "d3.csv"],
         "train --resume": ["train", "--head", "regression", "--data", conv, "--out", tmp_path / "w.pt",
                            "--resume", evil["plain"], "--epochs", 1, "--steps-per-epoch", 1, "--batch", 2],
         "train --resume (classifier)": ["train", "--head", "simple-cnn", "--data", conv, "--out", tmp_path / "c.pt",
@@ -162,7 +163,8 @@ def test_an_old_checkpoint_is_refused_loaded_with_trust_and_upgraded_once(tiny_c
 
 def test_every_checkpoint_meltloc_writes_loads_with_weights_only(tiny_trained):
     conv, weights = tiny_trained
-    for path in (weights, weights.with_suffix(".last.pt"), REPO / "weights" / "regression.pt"):
+    for path in (weights, weights.with_suffix(".last.pt"), REPO / "weights" / "regression.pt",
+                 REPO / "weights" / "end_refiner.pt"):
         ck = torch.load(path, map_location="cpu", weights_only=True)
         assert ck["format"] == "meltloc-checkpoint"
 
@@ -487,6 +489,7 @@ def test_resume_with_another_run_is_refused_naming_the_difference(stopped_run, t
         "min_score": [*args[:-2], 0.5, "-q"],
         "weights": [args[0], args[1], "--weights", other_weights, *args[4:]],
         "inputs": [args[0], other_folder, *args[2:]],
+        "end refinement": [*args, "--refine-ends"],
     }
     for word, case in cases.items():
         line = one_line_error(run_cli(*case, "--out", r["out"], "--resume"))
