@@ -394,7 +394,8 @@ for h in yolo regression; do
 done
 
 # --- twentieth round: the end refinement as `meltloc detect --refine-ends` (meltloc/heads/ends.py)
-# the shipped weights/end_refiner.pt: the seed-1 and seed-2 networks above, packed unchanged
+# the shipped weights/end_refiner.pt: the seed-1 and seed-2 networks above, packed unchanged (the same networks as
+# the shipped file; the pack records its folders' names, so the bytes may differ)
 python "$REPO/benchmarks/pack_end_refiner.py" "$OUT/verifier_refine_seed1/verifier.pt" \
     "$OUT/verifier_refine_seed2/verifier.pt" --out "$OUT/end_refiner.pt" \
     --note "benchmarks/candidate_verifier.py --refine --steps 1200, --seed 1 and --seed 2, trained on 128 synthetic sections (big_all big2/h330 big2/h900 ver/*; benchmarks/generalisation.sh, nineteenth round)"
@@ -405,7 +406,7 @@ for s in dev_hard dev_hard24 dev_wide6 dev_classic12 hard_test hard_big classic_
   m=$s/sections.tab; [ -f "$m" ] || m=$s/sections.csv
   for h in yolo regression; do
     $M detect "$s/images" --sections "$m" --weights "$REPO/weights/$h.pt" --out "$OUT/ends_plain/${h}_$s.csv" -q
-    $M detect "$s/images" --sections "$m" --weights "$REPO/weights/$h.pt" --refine-ends \
+    $M detect "$s/images" --sections "$m" --weights "$REPO/weights/$h.pt" --end-refiner "$OUT/end_refiner.pt" \
         --out "$OUT/ends_refined/${h}_$s.csv" -q
     for v in plain refined; do
       $M evaluate --pred "$OUT/ends_$v/${h}_$s.csv" --truth "$s/truth.csv" --json "$OUT/ends_$v/${h}_$s.json" \

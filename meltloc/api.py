@@ -94,10 +94,26 @@ def load_detector(weights: str | Path | None = None, device: str = "auto",
     from meltloc.shipped import DEFAULT_WEIGHTS, END_REFINER_WEIGHTS
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    refiner = None
-    if refine_ends is not False and refine_ends is not None:
-        refiner = load_end_refiner(END_REFINER_WEIGHTS if refine_ends is True else Path(refine_ends))
+    path = _end_refiner_path(refine_ends)
+    refiner = load_end_refiner(END_REFINER_WEIGHTS if path is True else path) if path else None
     return Localizer(load_head(weights, resolve_device(device)), weights, refiner)
+
+
+def _end_refiner_path(refine_ends) -> Path | bool:
+    """``refine_ends`` as the end refiner's file, True (the shipped one) or False.
+
+    Raises:
+        MeltlocError: an empty path, or neither a path nor a yes/no.
+    """
+    import os
+
+    if isinstance(refine_ends, (str, os.PathLike)):
+        if not str(refine_ends).strip():
+            raise MeltlocError("refine_ends: an empty path; give the end refiner's file, True or False")
+        return Path(refine_ends)
+    if refine_ends is None or isinstance(refine_ends, (bool, int, np.bool_, np.integer)):
+        return bool(refine_ends)
+    raise MeltlocError(f"refine_ends is True, False or the end refiner's file, not {type(refine_ends).__name__}")
 
 
 def read_section(path: str | Path, sections: str | Path | None = None, top_m: float | None = None,
@@ -186,7 +202,8 @@ def detect_images(inputs: Sequence[str | Path], out: str | Path, weights: str | 
 
     options.setdefault("workers", 1)
     options.setdefault("overwrite", False)  # as the CLI: an existing output is replaced only when asked
-    given = (*inputs, sections, weights, *([refine_ends] if isinstance(refine_ends, (str, Path)) else []))
+    refiner_file = _end_refiner_path(refine_ends)
+    given = (*inputs, sections, weights, *([refiner_file] if isinstance(refiner_file, Path) else []))
     check_outputs(Path(out), inputs=given, overwrite=options["overwrite"], resume=options.get("resume", False),
                   option="out")
     localizer = load_detector(weights, device, refine_ends)

@@ -71,6 +71,7 @@ from meltloc.section import Section, load_section
 
 if TYPE_CHECKING:  # torch is imported only once inputs are checked, so that a bad input fails fast
     from meltloc.heads.base import Head as Detector
+    from meltloc.heads.ends import EndRefiner
 
 DETECTION_COLUMNS = ["image", "depth_from_m", "depth_to_m", "thickness_mm", "type", "score", "row_from", "row_to"]
 """The columns of ``meltloc detect`` (CONTRACT.md), of the detections written per head."""
@@ -252,7 +253,7 @@ class Head:
     weights: Path
     detector: Detector
     score_threshold: float
-    end_refiner: object | None = None
+    end_refiner: EndRefiner | None = None
     operating: list[dict] = field(default_factory=list)
     ranking: list[dict] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -421,6 +422,8 @@ def score_head(head: Head, test: SplitSections, stats: RunStats, device: str = "
     ranking = evaluate_intervals(_table(head.ranking), truth, pred_name=head.label, truth_name=test.truth_name)
     o = operating.overall
     params, train_seconds = model_facts(head.detector)
+    if head.end_refiner is not None:  # the row's model is the head and the end refiner's networks
+        params += sum(p.numel() for net in head.end_refiner.nets for p in net.parameters())
     extra, why = extra_figures_of(head.detector, test, device)
     accuracy = float(extra.get("slice_accuracy", float("nan")))
     problems = [p for p in operating.problems if p.kind != "eval_unknown_type"]

@@ -301,7 +301,7 @@ def _fmt(value) -> str:
 
 def run_identity(inputs: list[Path], images: list[Path], weights: Path | None, manifest: Manifest | None,
                  score_threshold: float | None, overlays: Path | None, exposures: list[str] | None = None,
-                 recursive: bool = False, end_refiner: Path | None = None) -> dict:
+                 recursive: bool = False, end_refiner_sha256: str | None = None) -> dict:
     """What defines a detect run: a resumed run must have exactly this (see the module docstring).
 
     Kept small (it is written before any result, also on a nearly full disk): the images enter as their
@@ -326,7 +326,7 @@ def run_identity(inputs: list[Path], images: list[Path], weights: Path | None, m
         "images_sha256": listing.hexdigest(),
         "exposure": sorted(exposures) if exposures else None,
         "recursive": True if recursive else None,
-        **({"end_refiner_sha256": file_sha256(end_refiner)} if end_refiner is not None else {}),
+        **({"end_refiner_sha256": end_refiner_sha256} if end_refiner_sha256 is not None else {}),
     }
 
 
@@ -417,7 +417,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(weights: str, device: str, trust: bool, threads: int, manifest, score_threshold,
-                 end_refiner: str | None = None) -> None:
+                 end_refiner_path: str | None = None) -> None:
     """A worker process: its own model, one or ``threads`` torch threads; Ctrl-C is the main process's."""
     import signal
 
@@ -430,10 +430,10 @@ def _worker_init(weights: str, device: str, trust: bool, threads: int, manifest,
     torch.set_num_threads(threads)
     with trusting(trust):
         _WORKER["detector"] = load_detector(Path(weights), device)
-    if end_refiner is not None:
-        from meltloc.heads.ends import load_end_refiner
+        if end_refiner_path is not None:
+            from meltloc.heads.ends import load_end_refiner
 
-        _WORKER["end_refiner"] = load_end_refiner(end_refiner)
+            _WORKER["end_refiner"] = load_end_refiner(end_refiner_path)
     _WORKER.update(manifest=manifest, score_threshold=score_threshold)
 
 
@@ -518,7 +518,7 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
                                "given; pass the right --sections, or none to get rows without depths")
         summary.problems.extend(_manifest_scale_problems(chosen, manifest))
     identity = run_identity(inputs, [it.path for it in items], weights, manifest, score_threshold, overlays,
-                            exposures, recursive, end_refiner.path if end_refiner is not None else None)
+                            exposures, recursive, end_refiner.sha256 if end_refiner is not None else None)
     with output_lock(out):
         return _detect_locked(items, detector, out, partial, done_path, identity, summary, manifest, overlays,
                               resume, overwrite, score_threshold, show_progress, threads, workers, weights, device,
@@ -706,7 +706,7 @@ def _detect_locked(items, detector, out, partial, done_path, identity, summary, 
 
 
 def _run_pool(todo, n_workers, record, bar, overlay_of, weights, device, threads, manifest, score_threshold,
-              end_refiner: str | None = None) -> None:
+              end_refiner_path: str | None = None) -> None:
     """Images in ``n_workers`` processes, at most two per worker in flight, recorded in input order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -717,7 +717,7 @@ def _run_pool(todo, n_workers, record, bar, overlay_of, weights, device, threads
     pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init,
                                initargs=(str(weights), device, bool(_trust["on"]), threads, manifest, score_threshold,
-                                         end_refiner))
+                                         end_refiner_path))
     pending: deque = deque()
     queue = iter(todo)
     try:

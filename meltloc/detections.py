@@ -28,6 +28,16 @@ MIN_THICKNESS_MM = 0.3
 """Thinner detections are dropped: the thinnest melt layers logged are ~0.5 mm."""
 
 
+def core_rows(section: Section, min_thickness_mm: float = MIN_THICKNESS_MM) -> tuple[float, float, float]:
+    """The core's top and bottom rows in ``section``'s image, and the fewest image rows a kept detection spans
+    (``min_thickness_mm`` at the image's rows per mm; nominal without a depth scale)."""
+    from meltloc.strips import nominal_px_per_mm
+
+    px_per_mm = (section.scale.px_per_m / 1000 if section.scale is not None
+                 else nominal_px_per_mm(section.bounds))
+    return section.bounds.top_row, section.bounds.bottom_row, min_thickness_mm * px_per_mm
+
+
 def clean_detections(section: Section, detections: list[Detection],
                      min_thickness_mm: float = MIN_THICKNESS_MM) -> list[Detection]:
     """One row per band, inside the core, none degenerate; every head's output goes through here.
@@ -40,12 +50,8 @@ def clean_detections(section: Section, detections: list[Detection],
     most likely is). Order is kept.
     """
     from meltloc import MELT_LAYER, MELT_LENS
-    from meltloc.strips import nominal_px_per_mm
 
-    top, bottom = section.bounds.top_row, section.bounds.bottom_row
-    px_per_mm = (section.scale.px_per_m / 1000 if section.scale is not None
-                 else nominal_px_per_mm(section.bounds))
-    min_rows = min_thickness_mm * px_per_mm
+    top, bottom, min_rows = core_rows(section, min_thickness_mm)
     kept = []
     for d in detections:
         r0, r1 = max(d.row_from, top), min(d.row_to, bottom)

@@ -16,10 +16,11 @@ SHIPPED = REPO / "weights" / "end_refiner.pt"
 MM_PER_UNIT = 0.4  # one unit of the networks' shift: 4 strip rows at 10 rows per mm
 
 
-def constant_refiner(path: Path, top_units: float, bottom_units: float, nets: int = 1) -> Path:
-    """An end refiner whose networks move every layer's top end by ``top_units`` and its bottom end by
-    ``bottom_units`` (x 0.4 mm, down positive), whatever they see: the last layer outputs its bias only. Averaged
-    with the up-down flipped crop, the top end moves by (top - bottom) / 2 units and the bottom end by minus that."""
+def constant_refiner(path: Path, top_units: float, bottom_units: float, nets: int = 1, cfg=None) -> Path:
+    """An end refiner whose networks say "move the top end by ``top_units`` and the bottom end by ``bottom_units``"
+    (x 0.4 mm, down positive) whatever they see: the last layer outputs its bias only. On an up-down flipped crop
+    the same answer means the bottom end moves up by ``top_units`` and the top end up by ``bottom_units``; averaged
+    with it, the top end moves by (top - bottom) / 2 units and the bottom end by minus that."""
     from meltloc.heads.ends import EndNet, save_end_refiner
 
     states = []
@@ -29,7 +30,7 @@ def constant_refiner(path: Path, top_units: float, bottom_units: float, nets: in
             net.out[2].weight.zero_()
             net.out[2].bias.copy_(torch.tensor([0.0, top_units, bottom_units]))
         states.append(net.state_dict())
-    save_end_refiner(path, states)
+    save_end_refiner(path, states, cfg)
     return path
 
 
@@ -57,19 +58,38 @@ def test_refine_moves_each_melt_layers_ends_by_the_networks_shift_in_mm_and_noth
 
     section = sections[0][0]
     mm = section.scale.px_per_m / 1000  # image rows per mm
-    refiner = load_end_refiner(constant_refiner(tmp_path / "r.pt", 1.0, -1.0))
+    # "top down 1 unit, bottom down 0.5": with the flipped crops' answers, 0.25 units (0.1 mm) inwards each side
+    refiner = load_end_refiner(constant_refiner(tmp_path / "r.pt", 1.0, 0.5))
     layer = Detection("melt_layer", 0.8, 1000.0, 1000.0 + 3 * mm)
     lens = Detection("melt_lens", 0.7, 2000.0, 2000.0 + 3 * mm)
-    thin = Detection("melt_layer", 0.6, 2500.0, 2500.0 + 1 * mm)  # 1 mm: moved by 0.4 mm a side it would be 0.2 mm
-    out = refiner.refine(section, [layer, lens, thin])
-    assert [d.type for d in out] == ["melt_layer", "melt_lens", "melt_layer"]
-    assert [d.score for d in out] == [0.8, 0.7, 0.6]
-    assert out[0].row_from == pytest.approx(layer.row_from + MM_PER_UNIT * mm, abs=1e-3 * mm)
-    assert out[0].row_to == pytest.approx(layer.row_to - MM_PER_UNIT * mm, abs=1e-3 * mm)
+    out = refiner.refine(section, [layer, lens])
+    assert [d.type for d in out] == ["melt_layer", "melt_lens"]
+    assert [d.score for d in out] == [0.8, 0.7]
+    assert out[0].row_from == pytest.approx(layer.row_from + 0.25 * MM_PER_UNIT * mm, abs=1e-3 * mm)
+    assert out[0].row_to == pytest.approx(layer.row_to - 0.25 * MM_PER_UNIT * mm, abs=1e-3 * mm)
     assert out[1] == lens
-    assert out[2] == thin  # thinner than 0.3 mm after the move: kept as detected
     assert refiner.refine(section, [lens]) == [lens]
     assert refiner.refine(section, []) == []
+    # 2 mm inwards each side: a 1 mm layer would be reversed, it keeps its ends
+    thin = Detection("melt_layer", 0.6, 2500.0, 2500.0 + 1 * mm)
+    assert load_end_refiner(constant_refiner(tmp_path / "s.pt", 5.0, -5.0)).refine(section, [thin]) == [thin]
+
+
+def test_ends_moved_past_the_core_end_are_clipped_and_a_layer_never_vanishes(sections):
+    from meltloc.detections import Detection, to_depths
+    from meltloc.heads.ends import move_ends
+
+    section = sections[0][0]
+    mm = section.scale.px_per_m / 1000
+    bottom = section.bounds.bottom_row
+    layer = Detection("melt_layer", 0.9, bottom - 1.5 * mm, bottom - 0.2 * mm)
+    # moved 0.7 mm down: its bottom end is clipped to the core's, 0.8 mm remain
+    moved = move_ends(section, [layer], {0: (layer.row_from + 0.7 * mm, layer.row_to + 0.7 * mm)})
+    assert moved[0].row_to == bottom and moved[0].row_from == pytest.approx(bottom - 0.8 * mm)
+    # moved 1.4 mm down: 0.1 mm would be left inside the core, so the layer keeps its ends and is written
+    kept = move_ends(section, [layer], {0: (layer.row_from + 1.4 * mm, layer.row_to + 1.4 * mm)})
+    assert kept == [layer]
+    assert len(to_depths(section, kept)) == 1
 
 
 def test_the_shipped_end_refiner_moves_misplaced_ends_onto_the_layers(sections):
@@ -92,8 +112,8 @@ def test_the_shipped_end_refiner_moves_misplaced_ends_onto_the_layers(sections):
         for t, o, m in zip(true, off, moved):
             before.append((abs(o.row_from - t.row_from) + abs(o.row_to - t.row_to)) / 2 / mm)
             after.append((abs(m.row_from - t.row_from) + abs(m.row_to - t.row_to)) / 2 / mm)
-    assert len(before) >= 8
-    assert np.mean(after) < 0.35 < np.mean(before)
+    assert len(before) >= 8 and np.allclose(before, 0.5)
+    assert np.mean(after) < 0.35
     assert np.mean(np.array(after) < np.array(before)) >= 0.75
 
 
@@ -135,23 +155,36 @@ def test_detect_refine_ends_in_worker_processes_writes_what_one_process_writes(t
 
 def test_resuming_a_refined_run_without_refinement_is_refused(tiny_core, tmp_path):
     from meltloc.detect import _difference, run_identity
+    from meltloc.heads.ends import EndRefiner, load_end_refiner
 
     images = sorted((tiny_core / "images").glob("*.png"))
-    plain = run_identity([tiny_core / "images"], images, SHIPPED.with_name("regression.pt"), None, None, None)
-    refined = run_identity([tiny_core / "images"], images, SHIPPED.with_name("regression.pt"), None, None, None,
-                           end_refiner=SHIPPED)
-    other = run_identity([tiny_core / "images"], images, SHIPPED.with_name("regression.pt"), None, None, None,
-                         end_refiner=constant_refiner(tmp_path / "r.pt", 1.0, -1.0))
-    for before, now in ((refined, plain), (plain, refined), (refined, other)):
+
+    def identity(refiner):
+        return run_identity([tiny_core / "images"], images, SHIPPED.with_name("regression.pt"), None, None, None,
+                            end_refiner_sha256=None if refiner is None else refiner.sha256)
+
+    plain = identity(None)
+    refined = identity(load_end_refiner(SHIPPED))
+    other = identity(load_end_refiner(constant_refiner(tmp_path / "r.pt", 1.0, -1.0)))
+    in_memory = identity(EndRefiner(torch.load(tmp_path / "r.pt", weights_only=True)))  # no file to hash
+    for before, now in ((refined, plain), (plain, refined), (refined, other), (plain, in_memory)):
         assert "--refine-ends" in _difference(before, now)
-    assert _difference(refined, dict(refined)) is None
+    assert _difference(refined, identity(load_end_refiner(SHIPPED))) is None
+    assert _difference(in_memory, identity(EndRefiner(torch.load(tmp_path / "r.pt", weights_only=True)))) is None
+
+
+def _bad_config(tmp: Path) -> Path:
+    from meltloc.heads.ends import EndRefinerConfig
+
+    return constant_refiner(tmp / "bad.pt", 1.0, -1.0, cfg=EndRefinerConfig(crop_rows="x"))
 
 
 @pytest.mark.parametrize("make, words", [
     (lambda tmp: REPO / "weights" / "regression.pt", ["regression", "not an end refiner"]),
     (lambda tmp: (tmp / "junk.pt").write_bytes(b"not a checkpoint") and tmp / "junk.pt", ["junk.pt", "readable"]),
-    (lambda tmp: tmp / "missing.pt", ["missing.pt", "not found"]),
-], ids=["a head's checkpoint", "junk", "missing"])
+    (lambda tmp: tmp / "missing.pt", ["missing.pt", "end refiner file not found"]),
+    (_bad_config, ["bad.pt", "crop_rows"]),
+], ids=["a head's checkpoint", "junk", "missing", "bad setting"])
 def test_a_wrong_end_refiner_file_is_one_line_before_any_work(tiny_core, tmp_path, make, words):
     out = tmp_path / "d.csv"
     result = invoke_cli("detect", tiny_core / "images", "--end-refiner", make(tmp_path), "--out", out, "-q")
@@ -160,6 +193,26 @@ def test_a_wrong_end_refiner_file_is_one_line_before_any_work(tiny_core, tmp_pat
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert all(w in errors[0] for w in words), errors[0]
     assert not out.exists()
+
+
+def test_the_end_refiner_given_as_a_heads_weights_says_where_it_goes(tiny_core, tmp_path):
+    result = invoke_cli("detect", tiny_core / "images", "--weights", SHIPPED, "--out", tmp_path / "d.csv", "-q")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1, result.stderr
+    assert "end refiner" in errors[0] and "--end-refiner" in errors[0]
+
+
+def test_the_python_api_takes_yes_no_or_a_file_for_refine_ends(tmp_path):
+    import meltloc
+    from meltloc.errors import MeltlocError
+
+    assert meltloc.load_detector(device="cpu", refine_ends=np.bool_(True)).end_refiner.path == SHIPPED
+    assert meltloc.load_detector(device="cpu", refine_ends=0).end_refiner is None
+    mine = constant_refiner(tmp_path / "r.pt", 1.0, -1.0)
+    assert meltloc.load_detector(device="cpu", refine_ends=str(mine)).end_refiner.path == mine
+    for bad in ("", [SHIPPED]):
+        with pytest.raises(MeltlocError, match="refine_ends"):
+            meltloc.load_detector(device="cpu", refine_ends=bad)
 
 
 def test_detect_help_names_the_end_refinement():

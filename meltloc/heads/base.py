@@ -230,6 +230,11 @@ def load_detector(weights: str | Path, device: str = "cpu") -> Head:
 
     ck = load_checkpoint(weights)
     cls = _REGISTRY.get(ck["head"])
+    from meltloc.heads.ends import KIND as END_REFINER
+
+    if ck["head"] == END_REFINER:
+        raise CheckpointError("an end refiner, not a head's checkpoint: give it with --end-refiner (or --refine-ends "
+                              "for the shipped one), and a head's checkpoint with --weights", weights)
     if cls is None:
         raise CheckpointError(f"a '{ck['head']}' checkpoint: this version of meltloc has no such head "
                               f"(it has {names_text()})", weights)

@@ -8,7 +8,8 @@ each row inside the detection, and a small 2-D network (seven 3 x 3 convolutions
 says how far to move each end. The shifts are averaged over the crop as is and flipped left-right,
 up-down and both, and over the networks the file holds (seeds of one training). Scores, lenses and
 the number of rows are left as they are; a layer that would end up thinner than
-:data:`~meltloc.detections.MIN_THICKNESS_MM` keeps its ends.
+:data:`~meltloc.detections.MIN_THICKNESS_MM` (within the core) keeps its ends. The networks are small
+and run on the CPU whatever ``--device`` the head has.
 
 It is not a head: it answers ``refine(section, detections) -> detections`` for any head's output, and
 ``meltloc detect --refine-ends`` runs it (off by default). The shipped ``weights/end_refiner.pt`` holds
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from meltloc import MELT_LAYER
-from meltloc.detections import MIN_THICKNESS_MM, Detection, clean_detections
+from meltloc.detections import Detection, clean_detections, core_rows
 from meltloc.errors import CheckpointError
 from meltloc.heads.base import PlainConfig, section_strip
 
@@ -101,13 +102,37 @@ def end_shifts_rows(nets: list[EndNet], crops: np.ndarray, unit_rows: float) -> 
     return (torch.stack(out).mean(0) * unit_rows).numpy().astype(np.float64)
 
 
+def _check_config(cfg: EndRefinerConfig) -> None:
+    """Raises ValueError naming the first setting no strip or crop can be made with."""
+    for name in ("px_per_mm", "norm_window_mm", "shift_unit_rows", "inset"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0 \
+                or (value == 0 and name != "inset"):
+            raise ValueError(f"{name} = {value!r}")
+    for name in ("width", "crop_rows"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+            raise ValueError(f"{name} = {value!r}")
+    if cfg.inset >= 0.5:
+        raise ValueError(f"inset = {cfg.inset!r}")
+
+
 class EndRefiner:
-    """The networks of one end refiner checkpoint (:func:`load_end_refiner`)."""
+    """The networks of one end refiner checkpoint (:func:`load_end_refiner`).
+
+    Attributes:
+        path: the file it was read from (None when built from a checkpoint in memory).
+        sha256: what identifies it in a detect run's record: the file's SHA-256, else one over its networks.
+    """
 
     def __init__(self, checkpoint: dict, path: Path | None = None):
+        import hashlib
+        import io
+
         self.path = None if path is None else Path(path)
         try:
             self.cfg = EndRefinerConfig.from_dict(checkpoint["config"])
+            _check_config(self.cfg)
             self.nets = []
             for state in checkpoint["model"]["nets"]:
                 net = EndNet(tuple(self.cfg.channels), outputs=3)
@@ -119,14 +144,22 @@ class EndRefiner:
         if not self.nets:
             raise CheckpointError("an end refiner checkpoint that holds no network", path)
         self.train = checkpoint.get("train", {})
+        if self.path is not None:
+            from meltloc.checkpoint import file_sha256
+
+            self.sha256 = file_sha256(self.path)
+        else:
+            buffer = io.BytesIO()
+            torch.save([self.cfg.to_dict(), [net.state_dict() for net in self.nets]], buffer)
+            self.sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
 
     def refine(self, section, detections: list[Detection], batch: int = 256) -> list[Detection]:
         """A head's ``detections`` (rows of ``section``'s image) cleaned as every head's are
         (:func:`~meltloc.detections.clean_detections`: one per band, inside the core), then each melt layer's ends
         moved; the rest as cleaned.
 
-        A layer whose moved ends would leave it thinner than :data:`MIN_THICKNESS_MM` keeps its ends; ends are
-        kept on the strip (the core between its ends). Order and number are those of the cleaned rows.
+        The moved ends are clipped to the core, and a layer they would leave thinner than 0.3 mm keeps its ends
+        (:func:`move_ends`). Order and number are those of the cleaned rows.
         """
         detections = clean_detections(section, detections)
         layers = [i for i, d in enumerate(detections) if d.type == MELT_LAYER]
@@ -142,17 +175,26 @@ class EndRefiner:
             end_shifts_rows(self.nets, np.stack([crop(normalised, a, b, cfg.crop_rows) for a, b in ends[k:k + batch]]),
                             cfg.shift_unit_rows)
             for k in range(0, len(layers), batch)])
-        moved = np.clip(ends + shifts, 0, normalised.shape[0])
-        out = list(detections)
-        for i, (a, b) in zip(layers, moved):
-            if b - a >= MIN_THICKNESS_MM * cfg.px_per_mm:
-                r0, r1 = strip.to_image_rows([a, b])
-                out[i] = replace(detections[i], row_from=float(r0), row_to=float(r1))
-        return out
+        moved = dict(zip(layers, (strip.to_image_rows(e) for e in ends + shifts)))
+        return move_ends(section, detections, moved)
+
+
+def move_ends(section, detections: list[Detection], ends_rows: dict) -> list[Detection]:
+    """``detections`` with the rows given in ``ends_rows`` (index -> new (from, to) image rows) moved there, clipped
+    to the core; a row that would then be thinner than :data:`~meltloc.detections.MIN_THICKNESS_MM` (the rule
+    :func:`~meltloc.detections.clean_detections` applies when rows are written) or reversed keeps its ends."""
+    top, bottom, min_rows = core_rows(section)
+    out = list(detections)
+    for i, (r0, r1) in ends_rows.items():
+        r0, r1 = max(float(r0), top), min(float(r1), bottom)
+        if r1 - r0 >= min_rows:
+            out[i] = replace(detections[i], row_from=r0, row_to=r1)
+    return out
 
 
 def load_end_refiner(path: str | Path) -> EndRefiner:
-    """The end refiner a checkpoint holds (read with ``weights_only=True``).
+    """The end refiner a checkpoint holds (read with ``weights_only=True``; a pickle only inside
+    :func:`meltloc.checkpoint.trusting`, as every checkpoint).
 
     Raises:
         CheckpointError: missing or foreign file, or the checkpoint of a head.
@@ -160,6 +202,9 @@ def load_end_refiner(path: str | Path) -> EndRefiner:
     from meltloc.checkpoint import load_checkpoint
 
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("end refiner file not found; the shipped one is weights/end_refiner.pt, others are "
+                              "written by benchmarks/pack_end_refiner.py", path)
     data = load_checkpoint(path)
     if data["head"] != KIND:
         raise CheckpointError(f"this is a '{data['head']}' head's checkpoint, not an end refiner (the shipped one: "
