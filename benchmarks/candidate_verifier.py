@@ -201,6 +201,14 @@ def rescore(table: pd.DataFrame, v: np.ndarray, w: np.ndarray) -> pd.DataFrame:
     return table
 
 
+def scored(table: pd.DataFrame, truth: pd.DataFrame, threshold: float) -> dict:
+    """Mean AP over every row of ``table``; F1, boundary error and tp / fp / fn of its rows at ``threshold``."""
+    overall = evaluate_intervals(table, truth).overall
+    at = evaluate_intervals(table[table["score"] >= threshold], truth).overall
+    return {"map": overall["map"], "f1": at["f1"], "boundary_mm": at["boundary_mm"],
+            "tp_fp_fn": [at[k] for k in ("tp", "fp", "fn")]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="the folder holding the sets")
@@ -312,12 +320,6 @@ def main() -> None:
         results[mode] = {"combination": w.tolist(), "threshold": threshold, "held_out_f1": best_f1}
         print(f"held out ({mode}): {int(sum(len(t) for t in targets))} candidates; combination "
               f"{np.round(w, 3).tolist()}; threshold {threshold} (F1 {best_f1:.3f})", flush=True)
-
-    def scored(table, truth, threshold):
-        overall = evaluate_intervals(table, truth).overall
-        at = evaluate_intervals(table[table["score"] >= threshold], truth).overall
-        return {"map": overall["map"], "f1": at["f1"], "boundary_mm": at["boundary_mm"],
-                "tp_fp_fn": [at[k] for k in ("tp", "fp", "fn")]}
 
     for name in args.dev:
         folder = args.data / name

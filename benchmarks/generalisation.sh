@@ -414,3 +414,47 @@ for s in dev_hard dev_hard24 dev_wide6 dev_classic12 hard_test hard_big classic_
     done
   done
 done
+
+# --- twenty-first round: a third seed, rescoring, and the stage on heads it was not judged with
+# a third 128-section network (seed 3); the three packed and tried through detect on the development sets (not kept)
+python "$REPO/benchmarks/candidate_verifier.py" --data . --work "$OUT/verifier_refine_seed3" --steps 1200 --refine \
+    --seed 3 --train big_all big2/h330 big2/h900 ver/w1151 ver/c440 ver/h701 ver/h1451 ver/w1001 ver/c311 \
+    --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+python "$REPO/benchmarks/pack_end_refiner.py" "$OUT/verifier_refine_seed1/verifier.pt" \
+    "$OUT/verifier_refine_seed2/verifier.pt" "$OUT/verifier_refine_seed3/verifier.pt" --out "$OUT/end_refiner3.pt" \
+    --note "seeds 1, 2, 3 of candidate_verifier.py --refine --steps 1200 (twenty-first round; not kept)"
+mkdir -p "$OUT/ends_refined3"
+for s in dev_hard dev_hard24 dev_wide6 dev_classic12; do
+  for h in yolo regression; do
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$REPO/weights/$h.pt" \
+        --end-refiner "$OUT/end_refiner3.pt" --out "$OUT/ends_refined3/${h}_$s.csv" -q
+    $M evaluate --pred "$OUT/ends_refined3/${h}_$s.csv" --truth "$s/truth.csv" \
+        --json "$OUT/ends_refined3/${h}_$s.json" --no-per-image --overwrite   # against ends_refined/ above
+  done
+done
+# a calibration set no network and no choice has seen (24 sections, all three looks), and the shipped end refiner's
+# networks used to rescore each shipped head's candidates (combination and threshold fitted on it; not kept)
+$M synth cal/h1547 --sections 12 --px-per-cm 186 --seed 191 --first-bag 1547 --style hard
+$M synth cal/w1952 --sections 6 --px-per-cm 186 --seed 192 --first-bag 1952 --style wide
+$M synth cal/c545 --sections 6 --px-per-cm 186 --seed 193 --first-bag 545 --style classic
+python "$REPO/benchmarks/merge_cores.py" cal24 cal/h1547 cal/w1952 cal/c545
+for h in regression yolo; do
+  python "$REPO/benchmarks/verifier_rescore.py" --data . --work "$OUT/rescore_$h" --weights "$REPO/weights/$h.pt" \
+      --cal cal24 --dev dev_hard dev_hard24 dev_wide6 dev_classic12
+done
+# the stage after two heads it was not judged with: a regression head trained through the user's path with
+# defaults on train24 (reg24.pt above, trained again with this round's code), and the first round's classic-look
+# weights
+mkdir -p "$OUT/other_plain" "$OUT/other_refined"
+for s in dev_hard dev_hard24 dev_wide6 dev_classic12; do
+  for w in "$OUT/reg24.pt" "$REPO/weights/regression_classic.pt"; do
+    n=$(basename "$w" .pt)
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$w" --out "$OUT/other_plain/${n}_$s.csv" -q
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$w" --refine-ends \
+        --out "$OUT/other_refined/${n}_$s.csv" -q
+    for v in plain refined; do
+      $M evaluate --pred "$OUT/other_$v/${n}_$s.csv" --truth "$s/truth.csv" --json "$OUT/other_$v/${n}_$s.json" \
+          --no-per-image --overwrite
+    done
+  done
+done

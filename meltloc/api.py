@@ -91,29 +91,32 @@ def load_detector(weights: str | Path | None = None, device: str = "auto",
     from meltloc.device import resolve_device
     from meltloc.heads import load_detector as load_head
     from meltloc.heads.ends import load_end_refiner
-    from meltloc.shipped import DEFAULT_WEIGHTS, END_REFINER_WEIGHTS
+    from meltloc.shipped import DEFAULT_WEIGHTS
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     path = _end_refiner_path(refine_ends)
-    refiner = load_end_refiner(END_REFINER_WEIGHTS if path is True else path) if path else None
+    refiner = load_end_refiner(path) if path is not None else None
     return Localizer(load_head(weights, resolve_device(device)), weights, refiner)
 
 
-def _end_refiner_path(refine_ends) -> Path | bool:
-    """``refine_ends`` as the end refiner's file, True (the shipped one) or False.
+def _end_refiner_path(refine_ends) -> Path | None:
+    """The end refiner's file ``refine_ends`` names: itself if a path, the shipped one if yes, None if no.
 
     Raises:
-        MeltlocError: an empty path, or neither a path nor a yes/no.
+        MeltlocError: an empty path, or neither a path nor a yes/no (True, False, 1, 0, None).
     """
     import os
+
+    from meltloc.shipped import end_refiner_file
 
     if isinstance(refine_ends, (str, os.PathLike)):
         if not str(refine_ends).strip():
             raise MeltlocError("refine_ends: an empty path; give the end refiner's file, True or False")
-        return Path(refine_ends)
-    if refine_ends is None or isinstance(refine_ends, (bool, int, np.bool_, np.integer)):
-        return bool(refine_ends)
-    raise MeltlocError(f"refine_ends is True, False or the end refiner's file, not {type(refine_ends).__name__}")
+        return end_refiner_file(True, refine_ends)
+    if refine_ends is None or isinstance(refine_ends, (bool, np.bool_)) \
+            or (isinstance(refine_ends, (int, np.integer)) and refine_ends in (0, 1)):
+        return end_refiner_file(bool(refine_ends))
+    raise MeltlocError(f"refine_ends is True, False or the end refiner's file, not {refine_ends!r}")
 
 
 def read_section(path: str | Path, sections: str | Path | None = None, top_m: float | None = None,
@@ -202,8 +205,7 @@ def detect_images(inputs: Sequence[str | Path], out: str | Path, weights: str | 
 
     options.setdefault("workers", 1)
     options.setdefault("overwrite", False)  # as the CLI: an existing output is replaced only when asked
-    refiner_file = _end_refiner_path(refine_ends)
-    given = (*inputs, sections, weights, *([refiner_file] if isinstance(refiner_file, Path) else []))
+    given = (*inputs, sections, weights, _end_refiner_path(refine_ends))
     check_outputs(Path(out), inputs=given, overwrite=options["overwrite"], resume=options.get("resume", False),
                   option="out")
     localizer = load_detector(weights, device, refine_ends)

@@ -20,7 +20,7 @@ from meltloc.atomic import check_output, ensure_writable, output_folder
 from meltloc.errors import MeltlocError
 from meltloc.interrupt import Terminated, handling_signals
 from meltloc.shipped import (DEFAULT_WEIGHTS, END_REFINER_WEIGHTS, SAMPLE_AGE_SCALE, SAMPLE_IMAGES, SAMPLE_LOG,
-                             SAMPLE_SECTIONS, SAMPLE_TRUTH, YOLO_WEIGHTS)
+                             SAMPLE_SECTIONS, SAMPLE_TRUTH, YOLO_WEIGHTS, end_refiner_file)
 
 app = typer.Typer(
     name="meltloc",
@@ -248,8 +248,7 @@ def detect(
             fail(f"'{item}' is no image or folder: options such as --resume and --overwrite are flags and take no "
                  "value (write --resume, not --resume true)")
     weights = weights or DEFAULT_WEIGHTS
-    if refine_ends or end_refiner is not None:
-        end_refiner = end_refiner or END_REFINER_WEIGHTS
+    end_refiner = end_refiner_file(refine_ends, end_refiner)
     given = (*inputs, sections, weights, end_refiner)
     check_outputs(out, inputs=given, overwrite=overwrite, resume=resume)
     device = resolve_device(device)
@@ -410,8 +409,7 @@ def compare(
     from meltloc.errors import problem_lines
 
     all_weights = [*(weights or []), *(more_weights or [])]
-    if refine_ends or end_refiner is not None:
-        end_refiner = end_refiner or END_REFINER_WEIGHTS
+    end_refiner = end_refiner_file(refine_ends, end_refiner)
     with output_folder(out, "compare", inputs=(data, images, sections, truth, *all_weights, end_refiner),
                        overwrite=overwrite), _trust(trust_checkpoint):
         from meltloc.heads.ends import load_end_refiner

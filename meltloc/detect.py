@@ -490,7 +490,9 @@ def detect_images(inputs: list[Path], detector: Detector, out: Path, manifest: M
         overwrite: False: refuse to start over an unfinished run (``<out>.partial``) or a finished ``out``.
         exposures: see :func:`plan_images`.
         recursive: look into subfolders.
-        workers: processes (each with its own model); None: :func:`auto_workers`. Needs ``weights`` when > 1.
+        workers: processes (each with its own model); None: :func:`auto_workers`. More than one needs ``weights``
+            and an ``end_refiner`` read from a file (worker processes load both); else one process runs
+            (``DetectSummary.workers`` says how many ran).
         device: torch device of the worker processes' models (default: the detector's).
         end_refiner: an :class:`meltloc.heads.ends.EndRefiner` (from :func:`~meltloc.heads.ends.load_end_refiner`)
             moving each melt layer's ends after the head (``--refine-ends``); recorded in the run identity.

@@ -29,3 +29,11 @@ SAMPLE_AGE_SCALE = shipped("datasets/sample/age_scale_made_up.csv")
 DEFAULT_WEIGHTS = shipped("weights/regression.pt")
 YOLO_WEIGHTS = shipped("weights/yolo.pt")
 END_REFINER_WEIGHTS = shipped("weights/end_refiner.pt")
+
+
+def end_refiner_file(refine_ends: bool, end_refiner: str | Path | None = None) -> Path | None:
+    """The end refiner a run uses (``--refine-ends`` / ``--end-refiner``): ``end_refiner`` when given (it implies
+    refining), else the shipped one when ``refine_ends``, else None."""
+    if end_refiner is not None:
+        return Path(end_refiner)
+    return END_REFINER_WEIGHTS if refine_ends else None

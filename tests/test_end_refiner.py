@@ -109,6 +109,7 @@ def test_the_shipped_end_refiner_moves_misplaced_ends_onto_the_layers(sections):
         off = [replace(d, row_from=d.row_from + rng.choice([-0.5, 0.5]) * mm,
                        row_to=d.row_to + rng.choice([-0.5, 0.5]) * mm) for d in true]
         moved = refiner.refine(section, off)
+        assert len(moved) == len(off)  # no layer lost or added
         for t, o, m in zip(true, off, moved):
             before.append((abs(o.row_from - t.row_from) + abs(o.row_to - t.row_to)) / 2 / mm)
             after.append((abs(m.row_from - t.row_from) + abs(m.row_to - t.row_to)) / 2 / mm)
@@ -145,8 +146,9 @@ def test_detect_refine_ends_in_worker_processes_writes_what_one_process_writes(t
 
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
     for out, workers in ((one, 1), (two, 2)):
-        detect_images([tiny_core / "images"], out, sections=tiny_core / "sections.tab", workers=workers,
-                      refine_ends=True, show_progress=False)
+        summary = detect_images([tiny_core / "images"], out, sections=tiny_core / "sections.tab", workers=workers,
+                                refine_ends=True, show_progress=False)
+        assert summary.workers == workers
     assert one.read_bytes() == two.read_bytes()
     plain = tmp_path / "plain.csv"
     detect_images([tiny_core / "images"], plain, sections=tiny_core / "sections.tab", show_progress=False)
@@ -210,9 +212,27 @@ def test_the_python_api_takes_yes_no_or_a_file_for_refine_ends(tmp_path):
     assert meltloc.load_detector(device="cpu", refine_ends=0).end_refiner is None
     mine = constant_refiner(tmp_path / "r.pt", 1.0, -1.0)
     assert meltloc.load_detector(device="cpu", refine_ends=str(mine)).end_refiner.path == mine
-    for bad in ("", [SHIPPED]):
+    for bad in ("", [SHIPPED], 2):
         with pytest.raises(MeltlocError, match="refine_ends"):
             meltloc.load_detector(device="cpu", refine_ends=bad)
+
+
+def test_the_python_api_never_writes_onto_the_end_refiner_it_uses(tiny_core, tmp_path, monkeypatch):
+    import shutil
+
+    import meltloc.shipped
+    from meltloc.api import detect_images
+    from meltloc.errors import OutputError
+
+    # stands in for the shipped file, which refine_ends=True takes; named .csv so that only its being an input
+    # can refuse it as the output
+    copy = tmp_path / "end_refiner.csv"
+    shutil.copy(SHIPPED, copy)
+    monkeypatch.setattr(meltloc.shipped, "END_REFINER_WEIGHTS", copy)
+    with pytest.raises(OutputError):
+        detect_images([tiny_core / "images"], copy, sections=tiny_core / "sections.tab", refine_ends=True,
+                      overwrite=True, show_progress=False)
+    assert copy.read_bytes() == SHIPPED.read_bytes()
 
 
 def test_detect_help_names_the_end_refinement():
