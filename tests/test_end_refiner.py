@@ -73,6 +73,12 @@ def test_refine_moves_each_melt_layers_ends_by_the_networks_shift_in_mm_and_noth
     # 2 mm inwards each side: a 1 mm layer would be reversed, it keeps its ends
     thin = Detection("melt_layer", 0.6, 2500.0, 2500.0 + 1 * mm)
     assert load_end_refiner(constant_refiner(tmp_path / "s.pt", 5.0, -5.0)).refine(section, [thin]) == [thin]
+    # 0.4 mm inwards each side: it would be 0.2 mm thick, under 0.3 mm: it keeps its ends too
+    assert load_end_refiner(constant_refiner(tmp_path / "t.pt", 1.0, -1.0)).refine(section, [thin]) == [thin]
+    # while a 1.6 mm layer becomes 0.8 mm
+    wide = Detection("melt_layer", 0.6, 2500.0, 2500.0 + 1.6 * mm)
+    (moved,) = load_end_refiner(constant_refiner(tmp_path / "u.pt", 1.0, -1.0)).refine(section, [wide])
+    assert (moved.row_to - moved.row_from) / mm == pytest.approx(0.8, abs=1e-3)
 
 
 def test_ends_moved_past_the_core_end_are_clipped_and_a_layer_never_vanishes(sections):
