@@ -484,3 +484,16 @@ for set in dev_hard24 dev_wide6 dev_classic12; do
     done
   done
 done
+# which half of the noisy look costs what: gamma 1.8 alone, noise alone (the shipped heads as detected)
+for set in dev_wide6 dev_hard24; do
+  for look in gamma noise; do
+    s=look_${look}_$set
+    python "$REPO/benchmarks/perturb_looks.py" "$set" "$s" --look "$look"
+    for h in yolo regression; do
+      $M detect "$s/images" --sections "$s/sections.tab" --weights "$REPO/weights/$h.pt" \
+          --out "$OUT/look_plain/${h}_$s.csv" -q
+      $M evaluate --pred "$OUT/look_plain/${h}_$s.csv" --truth "$s/truth.csv" --json "$OUT/look_plain/${h}_$s.json" \
+          --no-per-image --overwrite
+    done
+  done
+done

@@ -2,10 +2,12 @@
 
 synth's hardest style draws focus blur up to 2.5 px, sensor noise up to 8 (on the 8-bit scale) and gamma 0.6-1.6.
 This writes a copy of a set (its manifest, label table and truth copied unchanged, the images changed) with one
-of three looks outside those ranges, to see whether a head or a stage still holds on a camera it never saw:
+of these looks outside those ranges, to see whether a head or a stage still holds on a camera it never saw:
 
     blur    Gaussian focus blur, sigma 4 px
-    noisy   gamma 1.8, then Gaussian noise of sd 12 on the 8-bit scale (seeded)
+    noisy   gamma 1.8, then Gaussian noise of sd 12 on the 8-bit scale (seeded; clipped at black and white)
+    gamma   gamma 1.8 alone (the first half of noisy)
+    noise   the noise of noisy alone (its second half)
     coarse  halved with area averaging and restored with linear interpolation (half the resolution)
 
     python benchmarks/perturb_looks.py /tmp/data2/dev_hard24 /tmp/data2/look_blur --look blur
@@ -23,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-LOOKS = ("blur", "noisy", "coarse")
+LOOKS = ("blur", "noisy", "gamma", "noise", "coarse")
 
 
 def perturbed(image: np.ndarray, look: str, rng: np.random.Generator) -> np.ndarray:
@@ -32,8 +34,11 @@ def perturbed(image: np.ndarray, look: str, rng: np.random.Generator) -> np.ndar
     x = image.astype(np.float32) / full
     if look == "blur":
         x = cv2.GaussianBlur(x, (0, 0), 4.0)
-    elif look == "noisy":
-        x = x ** 1.8 + rng.normal(0.0, 12.0 / 255.0, x.shape).astype(np.float32)
+    elif look in ("noisy", "gamma", "noise"):
+        if look != "noise":
+            x = x ** 1.8
+        if look != "gamma":
+            x = x + rng.normal(0.0, 12.0 / 255.0, x.shape).astype(np.float32)
     elif look == "coarse":
         h, w = x.shape[:2]
         x = cv2.resize(cv2.resize(x, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h),
