@@ -1,6 +1,7 @@
 """A benchmark helper, not part of meltloc: copies of a synth set's images with a camera look beyond synth's ranges.
 
-synth's hardest style draws focus blur up to 2.5 px, sensor noise up to 8 (on the 8-bit scale) and gamma 0.6-1.6.
+synth's hardest style draws focus blur up to about 2.8 px (sigma, at 186 px/cm), sensor noise up to 8 (on the
+8-bit scale) and gamma 0.6-1.6.
 This writes a copy of a set (its manifest, label table and truth copied unchanged, the images changed) with one
 of these looks outside those ranges, to see whether a head or a stage still holds on a camera it never saw:
 
@@ -12,7 +13,9 @@ of these looks outside those ranges, to see whether a head or a stage still hold
 
     python benchmarks/perturb_looks.py /tmp/data2/dev_hard24 /tmp/data2/look_blur --look blur
 
-8- and 16-bit images stay 8- and 16-bit. The output folder must not exist (nothing is overwritten).
+8- and 16-bit images stay 8- and 16-bit. The output folder must not exist (nothing is overwritten); it is
+written as ``<out>.partial`` and renamed when every image is done. synth's own record (``.meltloc.json``) is
+not copied: the copy is no synth output.
 """
 
 from __future__ import annotations
@@ -53,25 +56,28 @@ def main() -> None:
     ap.add_argument("source", type=Path, help="a synth folder (images/, its manifest, truth.csv)")
     ap.add_argument("out", type=Path, help="the new folder (must not exist)")
     ap.add_argument("--look", choices=LOOKS, required=True)
-    ap.add_argument("--seed", type=int, default=0, help="the noise's seed (--look noisy)")
+    ap.add_argument("--seed", type=int, default=0, help="the noise's seed (--look noisy and noise)")
     args = ap.parse_args()
     if not (args.source / "images").is_dir():
         sys.exit(f"error: {args.source} has no images/ folder")
-    if args.out.exists():
-        sys.exit(f"error: {args.out} exists; choose a new folder")
+    partial = args.out.with_name(args.out.name + ".partial")
+    for path in (args.out, partial):
+        if path.exists():
+            sys.exit(f"error: {path} exists; choose a new folder (or remove a .partial one left by a failed run)")
     rng = np.random.default_rng(args.seed)
-    (args.out / "images").mkdir(parents=True)
+    (partial / "images").mkdir(parents=True)
     for path in sorted(args.source.iterdir()):
-        if path.is_file():
-            shutil.copy2(path, args.out / path.name)
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copy2(path, partial / path.name)
     images = sorted(p for p in (args.source / "images").iterdir() if p.is_file())
     for i, path in enumerate(images, 1):
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            sys.exit(f"error: {path} cannot be read as an image")
-        if not cv2.imwrite(str(args.out / "images" / path.name), perturbed(image, args.look, rng)):
-            sys.exit(f"error: could not write {args.out / 'images' / path.name}")
+        if image is None or image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
+            sys.exit(f"error: {path} is not an 8- or 16-bit grey image; {partial} holds what was written")
+        if not cv2.imwrite(str(partial / "images" / path.name), perturbed(image, args.look, rng)):
+            sys.exit(f"error: could not write {partial / 'images' / path.name}")
         print(f"\r{i}/{len(images)} images", end="", flush=True)
+    partial.rename(args.out)
     print(f"\nwrote {len(images)} images with the '{args.look}' look to {args.out}")
 
 
