@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -73,7 +74,11 @@ def main() -> None:
                                            for k in ("px_per_mm", "width", "inset", "norm_window_mm")) \
             or (refiner.cfg.crop_rows, refiner.cfg.shift_unit_rows) != (cv.CROP_ROWS, cv.OFFSET_ROWS):
         sys.exit(f"error: {args.end_refiner} looks at another strip or crop than the ones cut here")
-    shipped_threshold = float(torch.load(args.weights, weights_only=True, map_location="cpu")["score_threshold"])
+    try:
+        shipped_threshold = float(torch.load(args.weights, weights_only=True, map_location="cpu")["score_threshold"])
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        sys.exit(f"error: {args.weights} is not a meltloc head's checkpoint with an operating threshold "
+                 f"({type(exc).__name__})")
 
     def prepared(name):
         folder = args.data / name
