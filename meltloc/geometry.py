@@ -20,6 +20,12 @@ from meltloc.names import SECTION_LENGTH_M
 
 # Down-sampling factor for the coarse search; ends are refined at full resolution.
 _COARSE = 4
+# The core must stand this many levels (8-bit scale) above the black; a dimmer scan of more than 8 bits, clear of the
+# black's noise by _NOISE_MARGIN times the spread of its darkest pixels, is measured with its core _DIM_CONTRAST
+# levels up (:func:`_dim_scan_divisor`).
+_MIN_CONTRAST = 4.0
+_DIM_CONTRAST = 12.0
+_NOISE_MARGIN = 8.0
 _NOMINAL_SECTION_MM = SECTION_LENGTH_M * 1000.0
 
 
@@ -115,6 +121,24 @@ def _closed_along_depth(lit: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
 
 
+def _dim_scan_divisor(divisor: float, background: float, black_spread: float, ice: float) -> float:
+    """The divisor that brings a scan to the levels the core finder works on: ``divisor`` (the 8-bit scale), except
+    for a scan of more than 8 bits whose core stands less than :data:`_MIN_CONTRAST` levels above the black on the
+    8-bit scale, yet far above the black's own noise: that one is measured on a finer scale, with its core
+    :data:`_DIM_CONTRAST` levels above the black. (A dim 16-bit scan: ice 365 of 65,535 levels above the black,
+    1.4 on the 8-bit scale, where the black's darkest pixels spread over 11. Its strips are brightened too:
+    :func:`meltloc.strips.strip_levels`.)
+
+    Args: the 8-bit-scale divisor, then the coarse view's 1st percentile, its 5th minus its 1st, and its 80th, in
+    the file's own levels."""
+    contrast = ice - background
+    if divisor == 1.0 or contrast >= _MIN_CONTRAST * divisor:
+        return divisor
+    if contrast < _NOISE_MARGIN * max(black_spread, 1.0):
+        return divisor  # nothing stands clear of the black's noise: no core (refused by the caller)
+    return contrast / _DIM_CONTRAST
+
+
 def find_core(image: np.ndarray) -> CoreBounds:
     """Find the core's ends and sides in a section image.
 
@@ -142,11 +166,14 @@ def find_core(image: np.ndarray) -> CoreBounds:
     small = cv2.resize(image, (max(width // _COARSE, 2), max(height // _COARSE, 2)), interpolation=cv2.INTER_AREA)
     # 16-bit files may hold 8- to 16-bit data: bring every kind to 0-255 (same levels as the 8-bit original).
     divisor = to_8bit_scale(image)
-    background, ice = (v / divisor for v in _integer_percentiles(small, (1, 80)))
+    background, black_spread, ice = _integer_percentiles(small, (1, 5, 80))
+    black_spread -= background
+    divisor = _dim_scan_divisor(divisor, background, black_spread, ice)
+    background, ice = background / divisor, ice / divisor
     small = small.astype(np.float32)
     if divisor != 1.0:
         small /= divisor
-    if ice - background < 4.0:
+    if ice - background < _MIN_CONTRAST:
         raise GeometryError("no core found: the image is (nearly) uniformly dark")
     threshold = background + max(3.0, 0.25 * (ice - background))
     above = (small > threshold).astype(np.uint8)

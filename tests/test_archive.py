@@ -233,6 +233,26 @@ def test_16_bit_images_with_8_to_16_bit_data_give_the_layers_of_the_8_bit_origin
     assert np.abs(a["score"] - b["score"]).max() < 0.03
 
 
+def test_a_dim_16_bit_scan_gives_the_layers_of_the_8_bit_original(detector, tmp_path):
+    # A scanner set dim, writing 16-bit files: each 8-bit level becomes 3 of 65,535, so the core stands 1.5-1.9
+    # levels above the black on the 8-bit scale (under the 4 the core finder asks for there, and its layers would
+    # vanish in an 8-bit strip); a bright scratch across the scan makes it 16-bit data, in the strip too. Before,
+    # no core was found in it, and its strip held the ice about 1 level above black.
+    folder = tmp_path / "dim"
+    folder.mkdir()
+    for name in NAMES:
+        dim = read_gray(SAMPLE / "images" / name).astype(np.uint16) * 3
+        dim[dim.shape[0] // 2] = 65535
+        cv2.imwrite(str(folder / name), dim)
+    original = run([SAMPLE / "images" / n for n in NAMES], detector, tmp_path / "a.csv", SAMPLE / "sections.tab")
+    got = run([folder / n for n in NAMES], detector, tmp_path / "b.csv", SAMPLE / "sections.tab")
+    assert not got.failed
+    a, b = depth_rows(got.table), depth_rows(original.table)
+    assert len(b) >= 8
+    pd.testing.assert_frame_equal(a.drop(columns="score"), b.drop(columns="score"), atol=2e-5)
+    assert np.abs(a["score"] - b["score"]).max() < 0.03
+
+
 def test_headers_are_checked_before_a_file_is_read_whole_and_oversized_images_are_refused(tmp_path, monkeypatch):
     import struct
     import zlib

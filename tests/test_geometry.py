@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meltloc.errors import GeometryError
 from meltloc.geometry import DepthScale, find_core, scale_outliers
 from meltloc.imageio import read_image
 
@@ -115,3 +116,13 @@ def test_a_long_dark_noisy_stretch_inside_a_core_does_not_cut_it(stretch_row):
     bounds = find_core(np.clip(image, 0, 255).astype(np.uint8))
     assert bounds.top_row == pytest.approx(1500, abs=3)
     assert bounds.bottom_row == pytest.approx(15000, abs=3)
+
+
+def test_a_16_bit_frame_of_sensor_noise_alone_holds_no_core():
+    # A dim 16-bit scan's core is looked for on a finer scale than 8 bits, but only where it stands clear of the
+    # black's own noise: a frame of noise alone is still refused.
+    rng = np.random.default_rng(4)
+    frame = np.clip(1000 + 40 * rng.standard_normal((4000, 200)), 0, 65535).astype(np.uint16)
+    frame[0, 0] = 65535  # 16-bit data
+    with pytest.raises(GeometryError, match="no core found"):
+        find_core(frame)

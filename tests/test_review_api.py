@@ -404,3 +404,22 @@ def test_review_alone_serves_the_shipped_sample_without_writing_into_it(tmp_path
         proc.terminate()
         proc.wait(timeout=10)
     assert {p: p.stat().st_mtime_ns for p in sample.rglob("*")} == before
+
+
+def test_a_dim_16_bit_scan_is_shown_brightened_as_its_strips_are(tmp_path):
+    # The sample scan written dim into a 16-bit file (3 of 65,535 per 8-bit level, a bright scratch across it): the
+    # review page's tiles show its ice, not a black picture (about 1 level of 255 before).
+    import cv2
+    import numpy as np
+
+    from meltloc.geometry import find_core
+    from meltloc.review.tiles import build_pyramid
+
+    sample = Path(__file__).resolve().parents[1] / "datasets" / "sample" / "images" / "227.png"
+    original = cv2.imread(str(sample), cv2.IMREAD_UNCHANGED)
+    dim = original.astype(np.uint16) * 3
+    dim[dim.shape[0] // 2] = 65_535
+    bounds = find_core(dim)
+    build_pyramid(dim, bounds, tmp_path / "dim")
+    tile = cv2.imread(str(tmp_path / "dim" / "z0" / "1.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert np.median(tile) >= 10

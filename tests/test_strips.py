@@ -62,3 +62,20 @@ def test_a_core_reduced_by_whole_numbers_gets_opencvs_strip_exactly():
     crop = image[10:3_990, 64:1_216]
     assert strip.pixels.shape == (995, 64)
     assert np.array_equal(strip.pixels, cv2.resize(crop, (64, 995), interpolation=cv2.INTER_AREA))
+
+
+def test_a_dim_16_bit_strip_is_brightened_without_clipping_its_bubbly_ice():
+    # A dim 16-bit scan of mostly clear ice (black in a dark-field scan, 3 levels on the 8-bit scale) with a bubbly
+    # stretch at 60 levels holding a layer 30 % darker: brightened, but the bubbly ice stays under 255 and the layer
+    # keeps its depth, where taking the median ice to 16 levels alone would clip the bubbly ice and the layer.
+    from meltloc.strips import strip_levels
+
+    pixels = np.full((2_000, 64), 3 * 257, np.uint16)
+    pixels[1_200:1_800] = 60 * 257
+    pixels[1_400:1_420] = 42 * 257
+    pixels[0, 0] = 65_535  # a bright speck: 16-bit data
+    strip = strip_levels(pixels)
+    assert strip.dtype == np.uint8
+    assert strip[1:1_000].mean() > 3 * 1.5  # brightened
+    assert strip[1_200:1_400].max() < 255
+    assert strip[1_200:1_400].mean() - strip[1_400:1_420].mean() > 0.3 * 60 * 1.5

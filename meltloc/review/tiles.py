@@ -32,12 +32,13 @@ import cv2
 import numpy as np
 
 from meltloc.geometry import CoreBounds, find_core
-from meltloc.imageio import read_image, to_uint8
+from meltloc.imageio import read_image
+from meltloc.strips import levels_8bit
 
 TILE_ROWS = 512
 OVERVIEW_ROWS = 2048
 JPEG_QUALITY = 90
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: dim scans of more than 8 bits brightened
 
 
 def default_cache_root() -> Path:
@@ -63,11 +64,13 @@ def _levels(rows: int) -> int:
 
 def build_pyramid(image: np.ndarray, bounds: CoreBounds, folder: Path) -> dict:
     """Write the tiles of one decoded image into ``folder``; returns the metadata (also in meta.json)."""
-    img8 = to_uint8(image)
-    height, width = img8.shape
+    height, width = image.shape
     margin = max(4, int(0.04 * bounds.width_cols))
     col0, col1 = max(0, bounds.left_col - margin), min(width, bounds.right_col + 1 + margin)
-    level = np.ascontiguousarray(img8[:, col0:col1])
+    # a dim scan of more than 8 bits is brightened as its strips are, judged on a sample of its core
+    r0, r1 = max(0, int(bounds.top_row)), min(height, int(np.ceil(bounds.bottom_row)))
+    ice = image[r0:r1:4, bounds.left_col:bounds.right_col + 1:4]
+    level = np.ascontiguousarray(levels_8bit(image, ice if ice.size else image)[:, col0:col1])
     levels, total = [], 0
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     for z in range(_levels(height)):
