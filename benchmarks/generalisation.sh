@@ -497,3 +497,26 @@ for set in dev_wide6 dev_hard24; do
     done
   done
 done
+# Twenty-second round: dim 16-bit scans (look_gamma_dev_hard24 from the lines above; the shipped heads as detected;
+# "before" was the previous commit's code in a worktree of its own, run the same way)
+for h in yolo regression; do
+  s=look_gamma_dev_hard24
+  $M detect "$s/images" --sections "$s/sections.tab" --weights "$REPO/weights/$h.pt" --out "$OUT/dim_${h}_$s.csv" -q
+  $M evaluate --pred "$OUT/dim_${h}_$s.csv" --truth "$s/truth.csv" --json "$OUT/dim_${h}_$s.json" --no-per-image \
+      --overwrite
+done
+# YOLO's look share: defaults (B) and look=0.3 (L), seed 0, side by side, judged on the development sets as drawn and
+# under the blur, gamma and noisy looks of dev_hard24
+for look in blur noisy; do
+  [ -d "look_${look}_dev_hard24" ] || python "$REPO/benchmarks/perturb_looks.py" dev_hard24 "look_${look}_dev_hard24" --look "$look"
+done
+yolo conv24 "$OUT/yolo24_B.pt" "seed=0, threads=1, device='cpu'" &
+yolo conv24 "$OUT/yolo24_L.pt" "look=0.3, seed=0, threads=1, device='cpu'" &
+wait
+for m in B L; do
+  for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24 look_noisy_dev_hard24; do
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$OUT/yolo24_$m.pt" --out "$OUT/r19_${m}_$s.csv" -q
+    $M evaluate --pred "$OUT/r19_${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/r19_${m}_$s.json" --no-per-image \
+        --overwrite
+  done
+done

@@ -39,6 +39,8 @@ class CoreBounds:
         left_col: first column covered by ice along the whole core.
         right_col: last such column (inclusive).
         height: image height in rows; width: image width in columns.
+        black: the black's level around the core (1st percentile of a coarse view), in the file's own levels; the
+            strips of a dim scan of more than 8 bits are brightened above it (:func:`meltloc.strips.dim_scan_gain`).
     """
 
     top_row: float
@@ -47,6 +49,7 @@ class CoreBounds:
     right_col: int
     height: int
     width: int
+    black: float = 0.0
 
     @property
     def length_rows(self) -> float:
@@ -121,20 +124,23 @@ def _closed_along_depth(lit: np.ndarray) -> np.ndarray:
     return cv2.morphologyEx(lit, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
 
 
-def _dim_scan_divisor(divisor: float, background: float, black_spread: float, ice: float) -> float:
+def _dim_scan_divisor(divisor: float, black: float, black_spread: float, ice: float) -> float:
     """The divisor that brings a scan to the levels the core finder works on: ``divisor`` (the 8-bit scale), except
     for a scan of more than 8 bits whose core stands less than :data:`_MIN_CONTRAST` levels above the black on the
     8-bit scale, yet far above the black's own noise: that one is measured on a finer scale, with its core
     :data:`_DIM_CONTRAST` levels above the black. (A dim 16-bit scan: ice 365 of 65,535 levels above the black,
     1.4 on the 8-bit scale, where the black's darkest pixels spread over 11. Its strips are brightened too:
-    :func:`meltloc.strips.strip_levels`.)
+    :func:`meltloc.strips.dim_scan_gain`.)
 
-    Args: the 8-bit-scale divisor, then the coarse view's 1st percentile, its 5th minus its 1st, and its 80th, in
-    the file's own levels."""
-    contrast = ice - background
+    Args:
+        divisor: the 8-bit scale (:func:`meltloc.imageio.to_8bit_scale`).
+        black, ice: the coarse view's 1st and 80th percentiles, in the file's own levels.
+        black_spread: its 5th percentile minus its 1st; counted as at least a 32nd of an 8-bit level.
+    """
+    contrast = ice - black
     if divisor == 1.0 or contrast >= _MIN_CONTRAST * divisor:
         return divisor
-    if contrast < _NOISE_MARGIN * max(black_spread, 1.0):
+    if contrast < _NOISE_MARGIN * max(black_spread, divisor / 32.0):
         return divisor  # nothing stands clear of the black's noise: no core (refused by the caller)
     return contrast / _DIM_CONTRAST
 
@@ -151,13 +157,14 @@ def find_core(image: np.ndarray) -> CoreBounds:
     refined at full resolution as the mean, over ~1 mm column blocks, of
     where each block crosses half its own ice level (:func:`_refine_end`).
     Robust to uneven cuts, dark ice next to an end, uneven illumination
-    across the core and a slightly tilted core.
+    across the core and a slightly tilted core. A dim scan of more than 8
+    bits is measured on a finer scale than 8 bits (:func:`_dim_scan_divisor`).
 
     Args:
         image: 2-D uint8 or uint16 array, depth down the rows.
 
     Raises:
-        GeometryError: no core, a core touching both image ends with no black
+        GeometryError: no core, a dim scan lit from end to end with no black
             rows, or an image whose core runs across the rows (rotated).
     """
     if image.ndim != 2 or min(image.shape) < 8:
@@ -165,16 +172,15 @@ def find_core(image: np.ndarray) -> CoreBounds:
     height, width = image.shape
     small = cv2.resize(image, (max(width // _COARSE, 2), max(height // _COARSE, 2)), interpolation=cv2.INTER_AREA)
     # 16-bit files may hold 8- to 16-bit data: bring every kind to 0-255 (same levels as the 8-bit original).
-    divisor = to_8bit_scale(image)
-    background, black_spread, ice = _integer_percentiles(small, (1, 5, 80))
-    black_spread -= background
-    divisor = _dim_scan_divisor(divisor, background, black_spread, ice)
-    background, ice = background / divisor, ice / divisor
+    black_raw, dark_raw, ice_raw = _integer_percentiles(small, (1, 5, 80))
+    scale_8bit = to_8bit_scale(image)
+    divisor = _dim_scan_divisor(scale_8bit, black_raw, dark_raw - black_raw, ice_raw)
+    if divisor == scale_8bit and ice_raw - black_raw < _MIN_CONTRAST * scale_8bit:
+        raise GeometryError("no core found: the image is (nearly) uniformly dark")
+    background, ice = black_raw / divisor, ice_raw / divisor
     small = small.astype(np.float32)
     if divisor != 1.0:
         small /= divisor
-    if ice - background < _MIN_CONTRAST:
-        raise GeometryError("no core found: the image is (nearly) uniformly dark")
     threshold = background + max(3.0, 0.25 * (ice - background))
     above = (small > threshold).astype(np.uint8)
     lit = _closed_along_depth(above)
@@ -203,6 +209,9 @@ def find_core(image: np.ndarray) -> CoreBounds:
         raise GeometryError(
             f"the core lies across the rows ({w * _COARSE} px wide, {h * _COARSE} px long): "
             "is the image rotated? Depth must run down the rows")
+    if divisor != scale_8bit and y == 0 and y + h == lit.shape[0]:
+        # Dim and lit from end to end with no black rows: an evenly lit frame with no core in it, not a core.
+        raise GeometryError("no core found: a dim scan lit from end to end, with no black beyond the core's ends")
     core = labels[y:y + h, x:x + w] == best
     # Columns lit over at least 90 % of the core's length: the sides.
     col_cover = core.mean(axis=0)
@@ -227,7 +236,7 @@ def find_core(image: np.ndarray) -> CoreBounds:
     bottom = _refine_end(image, bottom_coarse, left_col, right_col, ice, px_per_mm, upper=False, scale=divisor)
     if bottom - top < 0.2 * height:
         raise GeometryError(f"the core found is implausibly short ({bottom - top:.0f} of {height} rows)")
-    return CoreBounds(top, bottom, int(left_col), int(right_col), height, width)
+    return CoreBounds(top, bottom, int(left_col), int(right_col), height, width, float(black_raw))
 
 
 def _refine_end(image: np.ndarray, coarse_row: float, left: int, right: int, ice: float, px_per_mm: float,

@@ -26,8 +26,8 @@ from meltloc.imageio import to_8bit_scale, to_uint8
 DEFAULT_PX_PER_MM = 10.0
 DEFAULT_WIDTH = 64
 DEFAULT_INSET = 0.05
-# A dim scan of more than 8 bits is brightened until its ice (the median) sits this many levels above black, or its
-# brightest ice (99th percentile) BRIGHT_ICE_LEVEL, whichever comes first (:func:`dim_scan_gain`).
+# A dim scan of more than 8 bits is brightened until its ice (the median) sits this many levels above the black, or
+# its brightest ice (99th percentile) at BRIGHT_ICE_LEVEL, whichever comes first (:func:`dim_scan_gain`).
 DIM_ICE_LEVEL = 16.0
 BRIGHT_ICE_LEVEL = 128.0
 
@@ -88,38 +88,54 @@ def make_strip(image: np.ndarray, bounds: CoreBounds, image_px_per_mm: float,
     else:
         down = n_rows < (r1 - r0) or width < (c1 - c0)
         pixels = cv2.resize(crop, (width, n_rows), interpolation=cv2.INTER_AREA if down else cv2.INTER_LINEAR)
-    return Strip(strip_levels(pixels), float(r0), (r1 - r0) / n_rows, c0, c1)
+    return Strip(strip_levels(pixels, bounds.black), float(r0), (r1 - r0) / n_rows, c0, c1)
 
 
-def strip_levels(pixels: np.ndarray) -> np.ndarray:
+def strip_levels(pixels: np.ndarray, black: float = 0.0) -> np.ndarray:
     """A resampled core as an 8-bit strip: :func:`meltloc.imageio.to_uint8`, except for a dim scan of more than
-    8 bits, brightened as :func:`dim_scan_gain` says."""
-    return levels_8bit(pixels, pixels)
+    8 bits, brightened above ``black`` (its level, in the file's own levels) as :func:`dim_scan_gain` says."""
+    return levels_8bit(pixels, pixels, black)
 
 
-def dim_scan_gain(ice_pixels: np.ndarray, divisor: float) -> float:
-    """How much brighter than dividing by ``divisor`` (:func:`meltloc.imageio.to_8bit_scale` of the pixels being
-    converted) a scan of more than 8 bits is brought to 8 bits, from pixels of its ice: 1 (no change), except where
-    its ice (their median) would sit under :data:`DIM_ICE_LEVEL` of 255 levels; then at most what takes the ice
-    there, and at most what takes its brightest ice (the 99th percentile) to :data:`BRIGHT_ICE_LEVEL`, so a core of
-    mostly clear, black ice keeps its bubbly stretches unclipped. A faint layer, 20-40 % darker than the ice, then
-    stays 3-6 levels deep instead of vanishing in a level or two. An 8-bit scan has no finer levels to give."""
+def dim_scan_gain(ice_pixels: np.ndarray, divisor: float, black: float = 0.0) -> float:
+    """How much a scan of more than 8 bits is brightened above its black when it is brought to 8 bits by ``divisor``
+    (:func:`meltloc.imageio.to_8bit_scale` of the pixels converted), judged on pixels of its ice: 1 (no change),
+    except where its ice (their median) would sit under :data:`DIM_ICE_LEVEL` of 255 levels above ``black``; then
+    at most what takes it there, and at most what takes its brightest ice (the 99th percentile) to
+    :data:`BRIGHT_ICE_LEVEL`, so a core of mostly clear, black ice keeps its bubbly stretches unclipped. A faint
+    layer, 20-40 % darker than the ice, then stays 3-6 levels deep instead of vanishing in a level or two. An 8-bit
+    file has no finer levels to give."""
     if ice_pixels.dtype != np.uint16 or ice_pixels.size == 0 or divisor == 1.0:
         return 1.0
     ice, bright = (float(v) / divisor for v in np.percentile(ice_pixels, (50, 99)))
-    if ice >= DIM_ICE_LEVEL or ice <= 0.0:
+    black_8bit = black / divisor
+    if ice - black_8bit >= DIM_ICE_LEVEL or ice <= black_8bit:
         return 1.0
-    return max(1.0, min(DIM_ICE_LEVEL / ice, BRIGHT_ICE_LEVEL / bright))
+    room = BRIGHT_ICE_LEVEL - black_8bit
+    gain = DIM_ICE_LEVEL / (ice - black_8bit)
+    if bright > black_8bit and room > 0:
+        gain = min(gain, room / (bright - black_8bit))
+    return max(1.0, gain)
 
 
-def levels_8bit(pixels: np.ndarray, ice_pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` brought to 8 bits as :func:`meltloc.imageio.to_uint8` does, brightened by :func:`dim_scan_gain`
-    of ``ice_pixels`` (pixels of the same scan's ice: the strip itself, or a sample of the core)."""
-    divisor = to_8bit_scale(pixels)
-    gain = dim_scan_gain(ice_pixels, divisor)
+def levels_8bit(pixels: np.ndarray, ice_pixels: np.ndarray, black: float = 0.0,
+                divisor: float | None = None) -> np.ndarray:
+    """``pixels`` brought to 8 bits as :func:`meltloc.imageio.to_uint8` does (dividing by ``divisor``, by default
+    :func:`meltloc.imageio.to_8bit_scale` of ``pixels``), brightened above ``black`` by :func:`dim_scan_gain` of
+    ``ice_pixels`` (pixels of the same scan's ice: the strip itself, or a sample of the core)."""
+    if divisor is None:
+        divisor = to_8bit_scale(pixels)
+    gain = dim_scan_gain(ice_pixels, divisor, black)
     if gain == 1.0:
+        if pixels.dtype == np.uint16:
+            return (pixels // np.uint16(divisor)).astype(np.uint8)
         return to_uint8(pixels)
-    return np.clip(pixels * np.float32(gain / divisor), 0, 255).astype(np.uint8)
+    out = pixels.astype(np.float32)
+    out -= np.float32(black)
+    out *= np.float32(gain / divisor)
+    out += np.float32(black / divisor)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def _area_sums_pay(shape: tuple[int, int], width: int, n_rows: int) -> bool:

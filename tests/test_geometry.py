@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -126,3 +128,21 @@ def test_a_16_bit_frame_of_sensor_noise_alone_holds_no_core():
     frame[0, 0] = 65535  # 16-bit data
     with pytest.raises(GeometryError, match="no core found"):
         find_core(frame)
+
+
+def test_an_evenly_lit_dim_16_bit_frame_with_no_core_is_refused():
+    # A dim, empty 16-bit frame lit from end to end with a smooth fall-off towards its sides (vignetting) and no
+    # noise to give it away: nothing is a core, for it has no black beyond any core's ends.
+    rows, cols = 4000, 200
+    x = np.linspace(-1.0, 1.0, cols)
+    frame = np.repeat((1000 + 600 * (1 - x ** 2))[None, :], rows, axis=0).astype(np.uint16)
+    frame[0, 0] = 65535  # 16-bit data
+    with pytest.raises(GeometryError, match="no core found"):
+        find_core(frame)
+
+
+def test_an_8_bit_file_as_dim_as_a_found_16_bit_scan_still_holds_no_core():
+    # The sample section at a 50th of its levels, as an 8-bit file: 2-3 levels of contrast and nothing finer to give.
+    image = read_image(Path(__file__).resolve().parents[1] / "datasets" / "sample" / "images" / "227.png")
+    with pytest.raises(GeometryError, match="no core found"):
+        find_core(image // 50)

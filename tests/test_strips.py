@@ -67,7 +67,7 @@ def test_a_core_reduced_by_whole_numbers_gets_opencvs_strip_exactly():
 def test_a_dim_16_bit_strip_is_brightened_without_clipping_its_bubbly_ice():
     # A dim 16-bit scan of mostly clear ice (black in a dark-field scan, 3 levels on the 8-bit scale) with a bubbly
     # stretch at 60 levels holding a layer 30 % darker: brightened, but the bubbly ice stays under 255 and the layer
-    # keeps its depth, where taking the median ice to 16 levels alone would clip the bubbly ice and the layer.
+    # keeps its depth, where taking the median ice to 16 levels alone would clip the bubbly ice at 255.
     from meltloc.strips import strip_levels
 
     pixels = np.full((2_000, 64), 3 * 257, np.uint16)
@@ -79,3 +79,18 @@ def test_a_dim_16_bit_strip_is_brightened_without_clipping_its_bubbly_ice():
     assert strip[1:1_000].mean() > 3 * 1.5  # brightened
     assert strip[1_200:1_400].max() < 255
     assert strip[1_200:1_400].mean() - strip[1_400:1_420].mean() > 0.3 * 60 * 1.5
+
+
+def test_a_dim_scan_with_a_lifted_black_is_brightened_above_its_black():
+    # 12-bit data whose black sits at 256 of 4,095 (a camera offset, 16 levels on the 8-bit scale) and whose ice
+    # stands 1.5 levels above it: the ice is brought 16 levels above the black, and a layer 30 % darker than the
+    # ice (counted above the black) stays levels deep.
+    from meltloc.strips import strip_levels
+
+    black = 256
+    pixels = np.full((2_000, 64), black + 24, np.uint16)  # 24 of 4,095 = 1.5 levels on the 8-bit scale
+    pixels[1_000:1_020] = black + 17
+    pixels[0, 0] = 4_095  # 12-bit data
+    strip = strip_levels(pixels, black=black)
+    assert strip[1:1_000].mean() - black / 16 == pytest.approx(16, abs=1)
+    assert strip[1:1_000].mean() - strip[1_000:1_020].mean() >= 4

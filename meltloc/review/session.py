@@ -254,7 +254,7 @@ class ReviewSession:
             image = decoded if decoded is not None else read_image(path)
             b = meta["bounds"]
             bounds = CoreBounds(b["top_row"], b["bottom_row"], b["left_col"], b["right_col"], meta["height"],
-                                meta["width"])
+                                meta["width"], b.get("black", 0.0))
             found = align_section(e.image, image, bounds, scale,
                                   lab.loc[layers, ["depth_from_m", "depth_to_m"]].to_numpy())
             alignment = found.as_row()

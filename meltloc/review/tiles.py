@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from meltloc.geometry import CoreBounds, find_core
-from meltloc.imageio import read_image
+from meltloc.imageio import read_image, to_8bit_scale
 from meltloc.strips import levels_8bit
 
 TILE_ROWS = 512
@@ -70,7 +70,8 @@ def build_pyramid(image: np.ndarray, bounds: CoreBounds, folder: Path) -> dict:
     # a dim scan of more than 8 bits is brightened as its strips are, judged on a sample of its core
     r0, r1 = max(0, int(bounds.top_row)), min(height, int(np.ceil(bounds.bottom_row)))
     ice = image[r0:r1:4, bounds.left_col:bounds.right_col + 1:4]
-    level = np.ascontiguousarray(levels_8bit(image, ice if ice.size else image)[:, col0:col1])
+    level = levels_8bit(np.ascontiguousarray(image[:, col0:col1]), ice if ice.size else image, bounds.black,
+                        divisor=to_8bit_scale(image))
     levels, total = [], 0
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     for z in range(_levels(height)):
@@ -89,7 +90,7 @@ def build_pyramid(image: np.ndarray, bounds: CoreBounds, folder: Path) -> dict:
     meta = {"version": CACHE_VERSION, "height": height, "width": width, "col0": int(col0), "col1": int(col1),
             "tile_rows": TILE_ROWS, "levels": levels, "bytes": int(total),
             "bounds": {"top_row": bounds.top_row, "bottom_row": bounds.bottom_row, "left_col": bounds.left_col,
-                       "right_col": bounds.right_col}}
+                       "right_col": bounds.right_col, "black": bounds.black}}
     (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return meta
 
