@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 17 hours on 2 CPU cores, one training at a time, as estimated
-# from the runs' recorded times: about 43 regression runs of 8-38 min and 10 YOLO runs of 35-67 min; ~3 GB of PNG
+# Generalisation benchmark (run by hand; roughly 18 hours on 2 CPU cores, one training at a time, as estimated
+# from the runs' recorded times: about 43 regression runs of 8-38 min and 12 YOLO runs of 35-67 min; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
