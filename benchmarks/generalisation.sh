@@ -510,9 +510,9 @@ done
 for look in blur noisy; do
   [ -d "look_${look}_dev_hard24" ] || python "$REPO/benchmarks/perturb_looks.py" dev_hard24 "look_${look}_dev_hard24" --look "$look"
 done
-yolo conv24 "$OUT/yolo24_B.pt" "seed=0, threads=1, device='cpu'" &
-yolo conv24 "$OUT/yolo24_L.pt" "look=0.3, seed=0, threads=1, device='cpu'" &
-wait
+yolo conv24 "$OUT/yolo24_B.pt" "seed=0, threads=1, device='cpu'" & b=$!
+yolo conv24 "$OUT/yolo24_L.pt" "look=0.3, seed=0, threads=1, device='cpu'" & l=$!
+wait "$b"; wait "$l"  # each run's failure stops the script (set -e)
 for m in B L; do
   for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24 look_noisy_dev_hard24; do
     $M detect "$s/images" --sections "$s/sections.tab" --weights "$OUT/yolo24_$m.pt" --out "$OUT/r19_${m}_$s.csv" -q

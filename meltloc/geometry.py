@@ -25,7 +25,7 @@ _COARSE = 4
 # levels up (:func:`_dim_scan_divisor`).
 _MIN_CONTRAST = 4.0
 _DIM_CONTRAST = 12.0
-_NOISE_MARGIN = 8.0
+_NOISE_MARGIN = 16.0
 _NOMINAL_SECTION_MM = SECTION_LENGTH_M * 1000.0
 
 
