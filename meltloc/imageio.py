@@ -172,8 +172,9 @@ def to_8bit_scale(image: np.ndarray) -> float:
     return 257.0 if bits == 16 else float(1 << (bits - 8))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """8-bit version of an image: uint8 as is; uint16 scaled by its data depth (:func:`data_bits`).
+def to_uint8(image: np.ndarray, divisor: float | None = None) -> np.ndarray:
+    """8-bit version of an image: uint8 as is; uint16 divided by ``divisor``, by default :func:`to_8bit_scale` of
+    the image itself (its data depth, :func:`data_bits`); a crop passes its whole image's divisor to keep its depth.
 
     A 16-bit file holding 8-, 10-, 12-, 14- or 16-bit data (shifted by 0, 2, 4
     or 6 bits, or divided by 257) gives the 8-bit original back.
@@ -181,10 +182,14 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:
-        bits = data_bits(image)
-        if bits == 16:
-            return (image // 257).astype(np.uint8)
-        return (image >> (bits - 8)).astype(np.uint8)
+        if divisor is None:
+            divisor = to_8bit_scale(image)
+        shift = int(divisor).bit_length() - 1
+        if divisor == 1 << shift:
+            scaled = image >> shift
+        else:
+            scaled = image // np.uint16(divisor)
+        return np.minimum(scaled, 255).astype(np.uint8)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 

@@ -127,9 +127,7 @@ def levels_8bit(pixels: np.ndarray, ice_pixels: np.ndarray, black: float = 0.0,
         divisor = to_8bit_scale(pixels)
     gain = dim_scan_gain(ice_pixels, divisor, black)
     if gain == 1.0:
-        if pixels.dtype == np.uint16:
-            return (pixels // np.uint16(divisor)).astype(np.uint8)
-        return to_uint8(pixels)
+        return to_uint8(pixels, divisor)
     out = pixels.astype(np.float32)
     out -= np.float32(black)
     out *= np.float32(gain / divisor)
