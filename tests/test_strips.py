@@ -94,3 +94,19 @@ def test_a_dim_scan_with_a_lifted_black_is_brightened_above_its_black():
     strip = strip_levels(pixels, black=black)
     assert strip[1:1_000].mean() - black / 16 == pytest.approx(16, abs=1)
     assert strip[1:1_000].mean() - strip[1_000:1_020].mean() >= 4
+
+
+def test_a_crop_converted_with_its_images_divisor_keeps_the_images_8_bit_levels():
+    from meltloc.imageio import to_8bit_scale, to_uint8
+
+    # 12-bit data (brightest pixel 4,095) whose left half stays under 1,024: alone, that half reads as 10-bit data
+    # and comes out 4 x brighter; with the whole image's divisor it keeps the image's levels. A divisor too small for
+    # the data clips at white instead of wrapping round to black.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 1_024, (50, 40)).astype(np.uint16)
+    image[:, 20:] = rng.integers(2_000, 4_096, (50, 20))
+    image[0, 39] = 4_095
+    crop = image[:, :20]
+    assert np.array_equal(to_uint8(crop, to_8bit_scale(image)), to_uint8(image)[:, :20])
+    assert to_uint8(crop).max() > 3 * to_uint8(crop, to_8bit_scale(image)).max()
+    assert to_uint8(image, 4.0)[0, 39] == 255
