@@ -109,4 +109,4 @@ def test_a_crop_converted_with_its_images_divisor_keeps_the_images_8_bit_levels(
     crop = image[:, :20]
     assert np.array_equal(to_uint8(crop, to_8bit_scale(image)), to_uint8(image)[:, :20])
     assert to_uint8(crop).max() > 3 * to_uint8(crop, to_8bit_scale(image)).max()
-    assert to_uint8(image, 4.0)[0, 39] == 255
+    assert to_uint8(np.array([[4_000]], np.uint16), 4.0)[0, 0] == 255  # 1,000 levels, not 1,000 - 3 x 256
