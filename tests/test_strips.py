@@ -98,6 +98,7 @@ def test_a_dim_scan_with_a_lifted_black_is_brightened_above_its_black():
 
 def test_a_crop_converted_with_its_images_divisor_keeps_the_images_8_bit_levels():
     from meltloc.imageio import to_8bit_scale, to_uint8
+    from meltloc.strips import levels_8bit
 
     # 12-bit data (brightest pixel 4,095) whose left half stays under 1,024: alone, that half reads as 10-bit data
     # and comes out 4 x brighter; with the whole image's divisor it keeps the image's levels. A divisor too small for
@@ -108,5 +109,6 @@ def test_a_crop_converted_with_its_images_divisor_keeps_the_images_8_bit_levels(
     image[0, 39] = 4_095
     crop = image[:, :20]
     assert np.array_equal(to_uint8(crop, to_8bit_scale(image)), to_uint8(image)[:, :20])
+    assert np.array_equal(levels_8bit(crop, crop, divisor=to_8bit_scale(image)), to_uint8(image)[:, :20])  # review tiles
     assert to_uint8(crop).max() > 3 * to_uint8(crop, to_8bit_scale(image)).max()
     assert to_uint8(np.array([[4_000]], np.uint16), 4.0)[0, 0] == 255  # 1,000 levels, not 1,000 - 3 x 256
