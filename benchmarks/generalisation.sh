@@ -520,3 +520,21 @@ for m in B L; do
         --overwrite
   done
 done
+# Twenty-third round (rule R20): the shipped recipe on conv_big20 with seed 1 (S1), and with look=0.3 and seed 0 (L0),
+# side by side; judged beside weights/yolo.pt on the development sets as drawn and under the blur and gamma looks of
+# dev_hard24; then where each table's false layers lie
+yolo conv_big20 "$OUT/ybig_S1.pt" "seed=1, threads=1, device='cpu'" & b=$!
+yolo conv_big20 "$OUT/ybig_L0.pt" "look=0.3, seed=0, threads=1, device='cpu'" & l=$!
+wait "$b"; wait "$l"
+for m in shipped S1 L0; do
+  w="$OUT/ybig_$m.pt"; [ "$m" = shipped ] && w="$REPO/weights/yolo.pt"
+  for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24; do
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$w" --out "$OUT/r20_${m}_$s.csv" -q
+    $M evaluate --pred "$OUT/r20_${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/r20_${m}_$s.json" --no-per-image \
+        --overwrite
+  done
+done
+for s in dev_hard24 look_gamma_dev_hard24 look_blur_dev_hard24; do
+  python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT"/r20_{shipped,S1,L0}_$s.csv \
+      "$OUT"/r19_{B,L}_$s.csv
+done
