@@ -175,6 +175,7 @@ def to_8bit_scale(image: np.ndarray) -> float:
 def to_uint8(image: np.ndarray, divisor: float | None = None) -> np.ndarray:
     """8-bit version of an image: uint8 as is; uint16 divided by ``divisor``, by default :func:`to_8bit_scale` of
     the image itself (its data depth, :func:`data_bits`); a crop passes its whole image's divisor to keep its depth.
+    The division is an integer one (a divisor of 2.5 divides by 2), and a divisor too small for the data clips at 255.
 
     A 16-bit file holding 8-, 10-, 12-, 14- or 16-bit data (shifted by 0, 2, 4
     or 6 bits, or divided by 257) gives the 8-bit original back.
@@ -184,6 +185,8 @@ def to_uint8(image: np.ndarray, divisor: float | None = None) -> np.ndarray:
     if image.dtype == np.uint16:
         if divisor is None:
             divisor = to_8bit_scale(image)
+        if divisor < 1:
+            raise ValueError(f"8-bit divisor must be at least 1, got {divisor}")
         shift = int(divisor).bit_length() - 1
         if divisor == 1 << shift:
             scaled = image >> shift

@@ -112,3 +112,5 @@ def test_a_crop_converted_with_its_images_divisor_keeps_the_images_8_bit_levels(
     assert np.array_equal(levels_8bit(crop, crop, divisor=to_8bit_scale(image)), to_uint8(image)[:, :20])  # review tiles
     assert to_uint8(crop).max() > 3 * to_uint8(crop, to_8bit_scale(image)).max()
     assert to_uint8(np.array([[4_000]], np.uint16), 4.0)[0, 0] == 255  # 1,000 levels, not 1,000 - 3 x 256
+    with pytest.raises(ValueError, match="at least 1"):
+        to_uint8(crop, 0.5)
