@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from meltloc.metrics import pairwise_iou
+
 IOU = 0.5
 
 
@@ -32,14 +34,24 @@ def false_layer_kinds(pred: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
         if here is None or here.empty:
             kinds.append("none")
             continue
-        inter = np.clip(np.minimum(row.depth_to_m, here["depth_to_m"]) - np.maximum(row.depth_from_m, here["depth_from_m"]),
-                        0, None).to_numpy()
-        union = (np.maximum(row.depth_to_m, here["depth_to_m"]) - np.minimum(row.depth_from_m, here["depth_from_m"])).to_numpy()
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        iou = pairwise_iou(np.array([[row.depth_from_m, row.depth_to_m]]),
+                           here[["depth_from_m", "depth_to_m"]].to_numpy())[0]
         if ((here["type"].to_numpy() == "melt_layer") & (iou >= IOU)).any():
             continue
-        kinds.append(str(here["type"].iloc[int(np.argmax(iou))]) if (inter > 0).any() else "none")
+        kinds.append(str(here["type"].iloc[int(np.argmax(iou))]) if (iou > 0).any() else "none")
     return pd.Series(kinds, dtype=object).value_counts()
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """A table with the columns this needs, or one line on what is wrong."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SystemExit(f"error: {path}: cannot read: {exc}") from None
+    missing = {"image", "type", "depth_from_m", "depth_to_m"} - set(table.columns)
+    if missing:
+        raise SystemExit(f"error: {path}: no column {', '.join(sorted(missing))}")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("truth", type=Path, help="synth's truth.csv of the set")
     parser.add_argument("tables", type=Path, nargs="+", help="detection tables (meltloc detect's CSV)")
     args = parser.parse_args(argv)
-    truth = pd.read_csv(args.truth)
+    truth = _read(args.truth)
     for table in args.tables:
-        pred = pd.read_csv(table)
+        pred = _read(table)
         kinds = false_layer_kinds(pred, truth)
         n_layers = int((pred["type"] == "melt_layer").sum())
         listed = ", ".join(f"{kind} {count}" for kind, count in kinds.items()) or "none false"
