@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 18 hours on 2 CPU cores, one training at a time, as estimated
+# Generalisation benchmark (run by hand; roughly 23 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
+# round (about 6 hours more with device='cpu'), one training at a time, as estimated
 # from the runs' recorded times: about 43 regression runs of 8-38 min and 12 YOLO runs of 35-67 min; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
@@ -537,4 +538,32 @@ done
 for s in dev_hard24 look_gamma_dev_hard24 look_blur_dev_hard24; do
   python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT"/r20_{shipped,S1,L0}_$s.csv \
       "$OUT"/r19_{B,L}_$s.csv
+done
+# Twenty-fourth round (rules R21 and R22): which part of conv_big20 teaches YOLO to take blurred breaks for layers.
+# On a GPU (an H200 lent for the round; five runs at once, 4.6-7.2 min each; with device='cpu' about 60 min each):
+# conv24 with seeds 0-3, and conv_h32 (conv24 joined with the 8 hard sections of big/h760, converted alone, each
+# keeping its split) with seeds 0 and 1
+$M convert --images big/h760/images --sections big/h760/sections.csv --labels big/h760/features.csv \
+    --out conv_h760 --val 0.25 --test 0
+python "$REPO/benchmarks/merge_converted.py" conv_h32 conv24 conv_h760
+for seed in 0 1 2 3; do yolo conv24 "$OUT/r21_G24s$seed.pt" "seed=$seed, threads=2, device='cuda'"; done
+for seed in 0 1; do yolo conv_h32 "$OUT/r21_H32s$seed.pt" "seed=$seed, threads=2, device='cuda'"; done
+# On the CPU: conv_big20 for 28 epochs (E28, seed 0; E28s1, seed 1) and conv_n46 (conv_big20 without its 8 hard
+# sections: train24 and the 22 other sections of seed 41)
+python "$REPO/benchmarks/merge_cores.py" n46_all train24 big/w110 big/w480 big/w950 big/c210
+$M convert --images n46_all/images --sections n46_all/sections.csv --labels n46_all/features.csv \
+    --out conv_n46 --val 0.2 --test 0
+yolo conv_big20 "$OUT/r21_E28.pt" "epochs=28, seed=0, threads=1, device='cpu'" & a=$!
+yolo conv_n46 "$OUT/r21_N46.pt" "seed=0, threads=1, device='cpu'" & b=$!
+wait "$a"; wait "$b"
+yolo conv_big20 "$OUT/r21_E28s1.pt" "epochs=28, seed=1, threads=1, device='cpu'"
+for m in G24s0 G24s1 G24s2 G24s3 H32s0 H32s1 E28 E28s1 N46; do
+  for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24; do
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$OUT/r21_$m.pt" --out "$OUT/r21_${m}_$s.csv" -q
+    $M evaluate --pred "$OUT/r21_${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/r21_${m}_$s.json" --no-per-image \
+        --overwrite
+  done
+done
+for s in dev_hard24 look_gamma_dev_hard24 look_blur_dev_hard24; do
+  python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT"/r21_*_$s.csv
 done
