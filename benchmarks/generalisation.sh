@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generalisation benchmark (run by hand; roughly 23 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
-# round (about 6 hours more with device='cpu'), one training at a time, as estimated
-# from the runs' recorded times: about 43 regression runs of 8-38 min and 12 YOLO runs of 35-67 min; ~3 GB of PNG
+# round (about 6 hours more with YOLO_DEVICE=cpu), one training at a time, as estimated
+# from the runs' recorded times: about 43 regression runs of 8-38 min and 15 YOLO runs of 35-88 min on the CPU; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
@@ -546,8 +546,9 @@ done
 $M convert --images big/h760/images --sections big/h760/sections.csv --labels big/h760/features.csv \
     --out conv_h760 --val 0.25 --test 0
 python "$REPO/benchmarks/merge_converted.py" conv_h32 conv24 conv_h760
-for seed in 0 1 2 3; do yolo conv24 "$OUT/r21_G24s$seed.pt" "seed=$seed, threads=2, device='cuda'"; done
-for seed in 0 1; do yolo conv_h32 "$OUT/r21_H32s$seed.pt" "seed=$seed, threads=2, device='cuda'"; done
+GPU=${YOLO_DEVICE:-cuda}  # YOLO_DEVICE=cpu runs them here (about 60 min each)
+for seed in 0 1 2 3; do yolo conv24 "$OUT/r21_G24s$seed.pt" "seed=$seed, threads=2, device='$GPU'"; done
+for seed in 0 1; do yolo conv_h32 "$OUT/r21_H32s$seed.pt" "seed=$seed, threads=2, device='$GPU'"; done
 # On the CPU: conv_big20 for 28 epochs (E28, seed 0; E28s1, seed 1) and conv_n46 (conv_big20 without its 8 hard
 # sections: train24 and the 22 other sections of seed 41)
 python "$REPO/benchmarks/merge_cores.py" n46_all train24 big/w110 big/w480 big/w950 big/c210
@@ -565,5 +566,6 @@ for m in G24s0 G24s1 G24s2 G24s3 H32s0 H32s1 E28 E28s1 N46; do
   done
 done
 for s in dev_hard24 look_gamma_dev_hard24 look_blur_dev_hard24; do
-  python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT"/r21_*_$s.csv
+  python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" \
+      "$OUT"/r21_{G24s0,G24s1,G24s2,G24s3,H32s0,H32s1,E28,E28s1,N46}_$s.csv
 done

@@ -6,7 +6,8 @@ Copies each output's YOLO tiles and labels (train and val), its strips, and join
 intervals.csv and yolo/tiles.csv. Strips that an output lacks stay missing (training reads the val
 strips only). Used in the twenty-fourth round to add 8 hard sections to conv24 without redrawing
 its split: alignment, strips and tiles are made section by section, so a section's tiles are the
-same whichever output it is converted in. Refuses an existing OUT and a section in two outputs.
+same whichever output it is converted in. The result is for training (no alignment.csv or coco/).
+Refuses an existing OUT and a section in two outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def merge(out: Path, parts: list[Path]) -> pd.DataFrame:
         if missing:
             raise SystemExit(f"error: {part} is not a convert output (no {', '.join(missing)})")
     tables = {name: [pd.read_csv(part / name) for part in parts] for name in TABLES}
+    for part, strips in zip(parts, tables["strips.csv"]):
+        if not {"image", "split"} <= set(strips.columns):
+            raise SystemExit(f"error: {part / 'strips.csv'} lacks its image or split column")
     images = pd.concat(tables["strips.csv"])["image"]
     if images.duplicated().any():
         raise SystemExit(f"error: section {images[images.duplicated()].iloc[0]} is in two outputs")
