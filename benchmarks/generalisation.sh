@@ -136,6 +136,15 @@ yolo() {  # yolo DATA OUT PYTHON-SETTINGS: train the YOLO head with the current 
   python -c "from meltloc.heads.yolo.config import YoloSettings as S; from meltloc.heads.yolo.train import train; \
 train('$1', '$2', S($3))"
 }
+score() {  # score WEIGHTS PREFIX SET...: detect on each development set and evaluate; tables $OUT/PREFIX_SET.csv, .json
+  local weights=$1 prefix=$2 s; shift 2
+  for s in "$@"; do
+    $M detect "$s/images" --sections "$s/sections.tab" --weights "$weights" --out "$OUT/${prefix}_$s.csv" -q
+    $M evaluate --pred "$OUT/${prefix}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${prefix}_$s.json" --no-per-image \
+        --overwrite
+  done
+}
+LOOKS="dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24"  # as drawn, and two camera looks
 for seed in 0 1; do
   yolo conv24 "$OUT/yolo24_look_s$seed.pt" "look=1.0, insert_layers=0.0, insert_breaks=0.0, seed=$seed, threads=1, device='cpu'"
   yolo conv24 "$OUT/yolo24_draw_s$seed.pt" "insert_layers=0.5, insert_breaks=0.5, seed=$seed, threads=1, device='cpu'"
@@ -515,11 +524,7 @@ yolo conv24 "$OUT/yolo24_B.pt" "seed=0, threads=1, device='cpu'" & b=$!
 yolo conv24 "$OUT/yolo24_L.pt" "look=0.3, seed=0, threads=1, device='cpu'" & l=$!
 wait "$b"; wait "$l"  # each run's failure stops the script (set -e)
 for m in B L; do
-  for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24 look_noisy_dev_hard24; do
-    $M detect "$s/images" --sections "$s/sections.tab" --weights "$OUT/yolo24_$m.pt" --out "$OUT/r19_${m}_$s.csv" -q
-    $M evaluate --pred "$OUT/r19_${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/r19_${m}_$s.json" --no-per-image \
-        --overwrite
-  done
+  score "$OUT/yolo24_$m.pt" "r19_$m" $LOOKS look_noisy_dev_hard24
 done
 # Twenty-third round (rule R20): the shipped recipe on conv_big20 with seed 1 (S1), and with look=0.3 and seed 0 (L0),
 # side by side; judged beside weights/yolo.pt on the development sets as drawn and under the blur and gamma looks of
@@ -529,18 +534,14 @@ yolo conv_big20 "$OUT/ybig_L0.pt" "look=0.3, seed=0, threads=1, device='cpu'" & 
 wait "$b"; wait "$l"
 for m in shipped S1 L0; do
   w="$OUT/ybig_$m.pt"; [ "$m" = shipped ] && w="$REPO/weights/yolo.pt"
-  for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24; do
-    $M detect "$s/images" --sections "$s/sections.tab" --weights "$w" --out "$OUT/r20_${m}_$s.csv" -q
-    $M evaluate --pred "$OUT/r20_${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/r20_${m}_$s.json" --no-per-image \
-        --overwrite
-  done
+  score "$w" "r20_$m" $LOOKS
 done
 for s in dev_hard24 look_gamma_dev_hard24 look_blur_dev_hard24; do
   python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT"/r20_{shipped,S1,L0}_$s.csv \
       "$OUT"/r19_{B,L}_$s.csv
 done
 # Twenty-fourth round (rules R21 and R22): which part of conv_big20 teaches YOLO to take blurred breaks for layers.
-# On a GPU (an H200 lent for the round; five runs at once, 4.6-7.2 min each; with device='cpu' about 60 min each):
+# On a GPU (an H200 lent for the round; five runs at once, 4.6-7.2 min each; with YOLO_DEVICE=cpu about 60 min each):
 # conv24 with seeds 0-3, and conv_h32 (conv24 joined with the 8 hard sections of big/h760, converted alone, each
 # keeping its split) with seeds 0 and 1
 $M convert --images big/h760/images --sections big/h760/sections.csv --labels big/h760/features.csv \
@@ -559,11 +560,7 @@ yolo conv_n46 "$OUT/r21_N46.pt" "seed=0, threads=1, device='cpu'" & b=$!
 wait "$a"; wait "$b"
 yolo conv_big20 "$OUT/r21_E28s1.pt" "epochs=28, seed=1, threads=1, device='cpu'"
 for m in G24s0 G24s1 G24s2 G24s3 H32s0 H32s1 E28 E28s1 N46; do
-  for s in dev_hard24 dev_wide6 dev_classic12 look_gamma_dev_hard24 look_blur_dev_hard24; do
-    $M detect "$s/images" --sections "$s/sections.tab" --weights "$OUT/r21_$m.pt" --out "$OUT/r21_${m}_$s.csv" -q
-    $M evaluate --pred "$OUT/r21_${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/r21_${m}_$s.json" --no-per-image \
-        --overwrite
-  done
+  score "$OUT/r21_$m.pt" "r21_$m" $LOOKS
 done
 for s in dev_hard24 look_gamma_dev_hard24 look_blur_dev_hard24; do
   python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" \
