@@ -7,7 +7,8 @@ intervals.csv and yolo/tiles.csv. Strips that an output lacks stay missing (trai
 strips only). Used in the twenty-fourth round to add 8 hard sections to conv24 without redrawing
 its split: alignment, strips and tiles are made section by section, so a section's tiles are the
 same whichever output it is converted in. The result is for training (no alignment.csv or coco/).
-Refuses an existing OUT and a section in two outputs.
+Refuses an existing OUT and a section in two outputs. Builds OUT in a hidden folder beside it and
+renames it at the end, so a failed copy leaves no half-made OUT.
 """
 
 from __future__ import annotations
@@ -36,13 +37,20 @@ def merge(out: Path, parts: list[Path]) -> pd.DataFrame:
     images = pd.concat(tables["strips.csv"])["image"]
     if images.duplicated().any():
         raise SystemExit(f"error: section {images[images.duplicated()].iloc[0]} is in two outputs")
-    for sub in FOLDERS:
-        (out / sub).mkdir(parents=True)
-        for part in parts:
-            for f in sorted((part / sub).iterdir()) if (part / sub).is_dir() else []:
-                shutil.copy2(f, out / sub / f.name)
-    for name, frames in tables.items():
-        pd.concat(frames).to_csv(out / name, index=False)
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a run that failed before
+    try:
+        for sub in FOLDERS:
+            (partial / sub).mkdir(parents=True)
+            for part in parts:
+                for f in sorted((part / sub).iterdir()) if (part / sub).is_dir() else []:
+                    shutil.copy2(f, partial / sub / f.name)
+        for name, frames in tables.items():
+            pd.concat(frames).to_csv(partial / name, index=False)
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return pd.concat(tables["strips.csv"])
 
 
