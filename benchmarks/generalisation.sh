@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generalisation benchmark (run by hand; roughly 23 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
-# round (about 6 hours more with YOLO_DEVICE=cpu), one training at a time, as estimated
+# round (about 6 hours more where torch sees no GPU), one training at a time, as estimated
 # from the runs' recorded times: about 43 regression runs of 8-38 min and 15 YOLO runs of 35-88 min on the CPU; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
@@ -547,7 +547,8 @@ done
 $M convert --images big/h760/images --sections big/h760/sections.csv --labels big/h760/features.csv \
     --out conv_h760 --val 0.25 --test 0
 python "$REPO/benchmarks/merge_converted.py" conv_h32 conv24 conv_h760
-GPU=${YOLO_DEVICE:-cuda}  # YOLO_DEVICE=cpu runs them here (about 60 min each)
+# the GPU where torch sees one, else the CPU (about 60 min each); YOLO_DEVICE=cpu or cuda chooses
+GPU=${YOLO_DEVICE:-$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")}
 for seed in 0 1 2 3; do yolo conv24 "$OUT/r21_G24s$seed.pt" "seed=$seed, threads=2, device='$GPU'"; done
 for seed in 0 1; do yolo conv_h32 "$OUT/r21_H32s$seed.pt" "seed=$seed, threads=2, device='$GPU'"; done
 # On the CPU: conv_big20 for 28 epochs (E28, seed 0; E28s1, seed 1) and conv_n46 (conv_big20 without its 8 hard
