@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 24 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
+# Generalisation benchmark (run by hand; roughly 26 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
 # round (about 6 hours more where torch sees no GPU), one training at a time, as estimated
-# from the runs' recorded times: about 43 regression runs of 8-38 min and 19 YOLO runs of 35-88 min on the CPU; ~3 GB of PNG
+# from the runs' recorded times: about 43 regression runs of 8-38 min and 20 YOLO runs of 35-88 min on the CPU; ~3 GB of PNG
 # under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
@@ -139,7 +139,8 @@ train('$1', '$2', S($3))"
 score() {  # score WEIGHTS PREFIX SET...: detect on each development set and evaluate; tables $OUT/PREFIX_SET.csv, .json
   local weights=$1 prefix=$2 s; shift 2
   for s in "$@"; do
-    $M detect "$s/images" --sections "$s/sections.tab" --weights "$weights" --out "$OUT/${prefix}_$s.csv" -q
+    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"  # a set copied out of a convert input has a CSV
+    $M detect "$s/images" --sections "$man" --weights "$weights" --out "$OUT/${prefix}_$s.csv" -q
     $M evaluate --pred "$OUT/${prefix}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${prefix}_$s.json" --no-per-image \
         --overwrite
   done
@@ -606,3 +607,15 @@ done
 # the three networks whose chosen threshold is not their own, at that threshold (28 epochs seed 0: 0.7; 40 epochs seed
 # 1: 0.55; 60 epochs seed 1: 0.6)
 for s in $LOOKS; do rescore r21_E28 "$s" 0.7; rescore r23_E40s1 "$s" 0.55; rescore r20_S1 "$s" 0.6; done
+# Twenty-sixth round (rule R25): the 60-epoch seed 1 run again (it retraces R20's ybig_S1 exactly: the same results
+# table, and its epoch 45 is that network bit for bit) with every epoch's weights kept (about 85 min on one core; 1.8
+# GB of epoch files); every third epoch from 6 at score threshold 0.5 on conv_big20's 11 val sections as drawn and
+# under blur, and on dev_hard24, its blur look and dev_classic12; the rule's epoch also on dev_wide6 and gamma
+Y="python $REPO/benchmarks/yolo_epochs.py"
+$Y val-sections conv_big20 big_all val11
+python "$REPO/benchmarks/perturb_looks.py" val11 look_blur_val11 --look blur
+$Y train conv_big20 "$OUT/r25_EP.pt" "$OUT/r25_EP.runs" --seed 1
+for e in 6 9 12 15 18 21 24 27 30 33 36 39 42 45 48 51 54 57 60; do
+  $Y checkpoint "$OUT/r25_EP.runs/train/weights/epoch$((e - 1)).pt" "$OUT/ybig_S1.pt" "$OUT/r25_E$e.pt"
+  score "$OUT/r25_E$e.pt" "r25_E$e" look_blur_dev_hard24 dev_hard24 dev_classic12 val11 look_blur_val11
+done
