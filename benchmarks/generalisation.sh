@@ -608,14 +608,16 @@ done
 # 1: 0.55; 60 epochs seed 1: 0.6)
 for s in $LOOKS; do rescore r21_E28 "$s" 0.7; rescore r23_E40s1 "$s" 0.55; rescore r20_S1 "$s" 0.6; done
 # Twenty-sixth round (rule R25): the 60-epoch seed 1 run again (it retraces R20's ybig_S1 exactly: the same results
-# table, and its epoch 45 is that network bit for bit) with every epoch's weights kept (about 85 min on one core; 1.8
+# table, and its epoch 45 is that network bit for bit) with every epoch's weights kept (about 87 min on one core; 1.8
 # GB of epoch files); every third epoch from 6 at score threshold 0.5 on conv_big20's 11 val sections as drawn and
-# under blur, and on dev_hard24, its blur look and dev_classic12; the rule's epoch also on dev_wide6 and gamma
+# under blur, and on dev_hard24, its blur look and dev_classic12; the rule's epoch (36) and epoch 33 also on dev_wide6
+# and gamma
 Y="python $REPO/benchmarks/yolo_epochs.py"
 $Y val-sections conv_big20 big_all val11
 python "$REPO/benchmarks/perturb_looks.py" val11 look_blur_val11 --look blur
 $Y train conv_big20 "$OUT/r25_EP.pt" "$OUT/r25_EP.runs" --seed 1
 for e in 6 9 12 15 18 21 24 27 30 33 36 39 42 45 48 51 54 57 60; do
-  $Y checkpoint "$OUT/r25_EP.runs/train/weights/epoch$((e - 1)).pt" "$OUT/ybig_S1.pt" "$OUT/r25_E$e.pt"
+  $Y checkpoint "$OUT/r25_EP.runs/train/weights/epoch$((e - 1)).pt" "$OUT/r25_EP.pt" "$OUT/r25_E$e.pt"
   score "$OUT/r25_E$e.pt" "r25_E$e" look_blur_dev_hard24 dev_hard24 dev_classic12 val11 look_blur_val11
 done
+for e in 36 33; do score "$OUT/r25_E$e.pt" "r25_E$e" dev_wide6 look_gamma_dev_hard24; done
