@@ -13,12 +13,13 @@ Used in the twenty-sixth round (rule R25) to score every third epoch of the ship
         truth.csv) into a new folder OUT
 
 The epoch files are ultralytics pickles: `checkpoint` unpickles them, so give it only files this machine wrote.
-Nothing is overwritten: OUT must not exist.
+Nothing is overwritten: OUT (and for `train`, RUNS) must not exist.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -98,6 +99,8 @@ def main(argv: list[str]) -> None:
     out = args.out
     if out.exists() or (args.what == "val-sections" and out.with_name(f".{out.name}.partial").exists()):
         raise SystemExit(f"error: {out} exists; nothing is overwritten")
+    if args.what == "train" and args.runs.exists():  # meltloc's training clears a run folder's old weights
+        raise SystemExit(f"error: {args.runs} exists; its run files would be replaced")
     try:
         if args.what == "train":
             train(args.data, out, args.runs, args.seed, args.epochs)
@@ -105,6 +108,8 @@ def main(argv: list[str]) -> None:
             print(f"wrote {out}: epoch {checkpoint(args.epoch_file, args.base, out, args.threshold)}")
         else:
             print(f"copied {len(val_sections(args.converted, args.source, out))} val sections into {out}")
+    except (RuntimeError, pickle.UnpicklingError) as e:
+        raise SystemExit(f"error: a file is not a readable torch checkpoint ({e})") from None
     except (OSError, KeyError, pd.errors.ParserError) as e:
         raise SystemExit(f"error: {e}") from None
 
