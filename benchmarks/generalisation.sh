@@ -137,10 +137,12 @@ yolo() {  # yolo DATA OUT PYTHON-SETTINGS: train the YOLO head with the current 
 train('$1', '$2', S($3))"
 }
 score() {  # score WEIGHTS PREFIX SET...: detect on each development set and evaluate; tables $OUT/PREFIX_SET.csv, .json
+  # (MIN_SCORE=T score ...: detections kept at score >= T instead of the checkpoint's own threshold)
   local weights=$1 prefix=$2 s; shift 2
   for s in "$@"; do
     man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"  # a set copied out of a convert input has a CSV
-    $M detect "$s/images" --sections "$man" --weights "$weights" --out "$OUT/${prefix}_$s.csv" -q
+    $M detect "$s/images" --sections "$man" --weights "$weights" ${MIN_SCORE:+--min-score "$MIN_SCORE"} \
+        --out "$OUT/${prefix}_$s.csv" -q
     $M evaluate --pred "$OUT/${prefix}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${prefix}_$s.json" --no-per-image \
         --overwrite
   done
@@ -591,7 +593,7 @@ done
 # 0.05, at or above its own; ties: the lowest), then its tables above kept at that threshold and scored again
 for m in r21_E28 r21_E28s1 r23_E40 r23_E40s1 r20_shipped r20_S1; do
   w="$OUT/$m.pt"; [ "$m" = r20_shipped ] && w="$REPO/weights/yolo.pt"; [ "$m" = r20_S1 ] && w="$OUT/ybig_S1.pt"
-  $M detect dev_hard/images --sections dev_hard/sections.tab --weights "$w" --out "$OUT/${m}_dev_hard.csv" -q
+  score "$w" "$m" dev_hard
   for t in 0.5 0.55 0.6 0.65 0.7 0.75 0.8 0.85 0.9; do rescore "$m" dev_hard "$t"; done
 done
 # F1 on dev_hard by threshold: the choice (r23_E40's table starts at its own 0.55, so its 0.5 entry is 0.55's)
@@ -600,10 +602,7 @@ for m in r21_E28 r21_E28s1 r23_E40 r23_E40s1 r20_shipped r20_S1; do
 for t in sys.argv[3:]])" "$m" "$OUT/${m}_dev_hard" 0.5 0.55 0.6 0.65 0.7 0.75 0.8 0.85 0.9
 done
 # E40 at 0.5, the threshold R23 expected (its own is 0.55)
-for s in $LOOKS; do
-  $M detect "$s/images" --sections "$s/sections.tab" --weights "$OUT/r23_E40.pt" --min-score 0.5 --out "$OUT/r23_E40at05_$s.csv" -q
-  $M evaluate --pred "$OUT/r23_E40at05_$s.csv" --truth "$s/truth.csv" --json "$OUT/r23_E40at05_$s.json" --no-per-image --overwrite
-done
+MIN_SCORE=0.5 score "$OUT/r23_E40.pt" r23_E40at05 $LOOKS
 # the three networks whose chosen threshold is not their own, at that threshold (28 epochs seed 0: 0.7; 40 epochs seed
 # 1: 0.55; 60 epochs seed 1: 0.6)
 for s in $LOOKS; do rescore r21_E28 "$s" 0.7; rescore r23_E40s1 "$s" 0.55; rescore r20_S1 "$s" 0.6; done

@@ -7,21 +7,18 @@ intervals.csv and yolo/tiles.csv. Strips that an output lacks stay missing (trai
 strips only). Used in the twenty-fourth round to add 8 hard sections to conv24 without redrawing
 its split: alignment, strips and tiles are made section by section, so a section's tiles are the
 same whichever output it is converted in. The result is for training (no alignment.csv or coco/).
-Refuses an existing OUT and a section in two outputs. Builds OUT in a hidden folder of its own beside
-it (``.OUT.<random>.partial``) and renames it at the end, so a failed copy leaves no half-made OUT, no
-folder it made on the way to OUT, and two merges never share a hidden folder (one killed outright
-leaves its hidden folder behind).
+Refuses an existing OUT and a section in two outputs. Builds OUT aside and renames it at the end
+(``folder_aside.py``), so a failed copy leaves no half-made OUT.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+from folder_aside import built_aside
 
 FOLDERS = ("strips", "yolo/images/train", "yolo/images/val", "yolo/labels/train", "yolo/labels/val")
 TABLES = ("strips.csv", "intervals.csv", "yolo/tiles.csv")
@@ -41,13 +38,7 @@ def merge(out: Path, parts: list[Path]) -> pd.DataFrame:
     images = pd.concat(tables["strips.csv"])["image"]
     if images.duplicated().any():
         raise SystemExit(f"error: section {images[images.duplicated()].iloc[0]} is in two outputs")
-    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # folders made on the way to OUT
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    partial.chmod(0o777 & ~umask)  # a plain folder once renamed, not mkdtemp's private one
-    try:
+    with built_aside(out) as partial:
         for sub in FOLDERS:
             (partial / sub).mkdir(parents=True)
             for part in parts:
@@ -55,15 +46,6 @@ def merge(out: Path, parts: list[Path]) -> pd.DataFrame:
                     shutil.copy2(f, partial / sub / f.name)
         for name, frames in tables.items():
             pd.concat(frames).to_csv(partial / name, index=False)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        for folder in made:  # innermost first; only if still empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
     return pd.concat(tables["strips.csv"])
 
 

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from folder_aside import built_aside
 
 
 def train(data: Path, out: Path, runs: Path, seed: int, epochs: int) -> None:
@@ -62,18 +63,13 @@ def val_sections(converted: Path, source: Path, out: Path) -> list[str]:
     val = strips.loc[strips["split"] == "val", "image"].tolist()
     if not val:
         raise SystemExit(f"error: {converted / 'strips.csv'} lists no val section")
-    partial = out.with_name(f".{out.name}.partial")
-    (partial / "images").mkdir(parents=True)
-    try:
+    with built_aside(out) as partial:
+        (partial / "images").mkdir()
         for name in val:
             shutil.copy2(source / "images" / name, partial / "images" / name)
         for table in ("sections.csv", "truth.csv"):
             rows = pd.read_csv(source / table)
             rows[rows["image"].isin(val)].to_csv(partial / table, index=False)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return val
 
 
@@ -97,7 +93,7 @@ def main(argv: list[str]) -> None:
     v.add_argument("out", type=Path)
     args = parser.parse_args(argv)
     out = args.out
-    if out.exists() or (args.what == "val-sections" and out.with_name(f".{out.name}.partial").exists()):
+    if out.exists():
         raise SystemExit(f"error: {out} exists; nothing is overwritten")
     if args.what == "train" and args.runs.exists():  # meltloc's training clears a run folder's old weights
         raise SystemExit(f"error: {args.runs} exists; its run files would be replaced")
