@@ -5,7 +5,7 @@ synth's hardest style draws focus blur up to about 2.8 px (sigma, at 186 px/cm),
 This writes a copy of a set (its manifest, label table and truth copied unchanged, the images changed) with one
 of these looks outside those ranges, to see whether a head or a stage still holds on a camera it never saw:
 
-    blur    Gaussian focus blur, sigma 4 px
+    blur    Gaussian focus blur, sigma 4 px (--sigma-px)
     noisy   gamma 1.8, then Gaussian noise of sd 12 on the 8-bit scale (seeded; clipped at black and white)
     gamma   gamma 1.8 alone (the first half of noisy)
     noise   the noise of noisy alone (its second half)
@@ -14,7 +14,7 @@ of these looks outside those ranges, to see whether a head or a stage still hold
     python benchmarks/perturb_looks.py /tmp/data2/dev_hard24 /tmp/data2/look_blur --look blur
 
 8- and 16-bit images stay 8- and 16-bit. The output folder must not exist (nothing is overwritten); it is
-written as ``<out>.partial`` and renamed when every image is done. synth's own record (``.meltloc.json``) is
+built aside and renamed when every image is done (``folder_aside.py``). synth's own record (``.meltloc.json``) is
 not copied: the copy is no synth output.
 """
 
@@ -27,16 +27,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from folder_aside import built_aside
 
 LOOKS = ("blur", "noisy", "gamma", "noise", "coarse")
 
 
-def perturbed(image: np.ndarray, look: str, rng: np.random.Generator) -> np.ndarray:
-    """``image`` (uint8 or uint16, grey) with ``look`` applied, in its own dtype."""
+def perturbed(image: np.ndarray, look: str, rng: np.random.Generator, sigma_px: float = 4.0) -> np.ndarray:
+    """``image`` (uint8 or uint16, grey) with ``look`` applied, in its own dtype (``sigma_px``: the blur's)."""
     full = float(np.iinfo(image.dtype).max)
     x = image.astype(np.float32) / full
     if look == "blur":
-        x = cv2.GaussianBlur(x, (0, 0), 4.0)
+        x = cv2.GaussianBlur(x, (0, 0), sigma_px)
     elif look in ("noisy", "gamma", "noise"):
         if look != "noise":
             x = x ** 1.8
@@ -57,27 +58,26 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="the new folder (must not exist)")
     ap.add_argument("--look", choices=LOOKS, required=True)
     ap.add_argument("--seed", type=int, default=0, help="the noise's seed (--look noisy and noise)")
+    ap.add_argument("--sigma-px", type=float, default=4.0, help="the blur's sigma in image pixels (--look blur; 4)")
     args = ap.parse_args()
     if not (args.source / "images").is_dir():
         sys.exit(f"error: {args.source} has no images/ folder")
-    partial = args.out.with_name(args.out.name + ".partial")
-    for path in (args.out, partial):
-        if path.exists():
-            sys.exit(f"error: {path} exists; choose a new folder (or remove a .partial one left by a failed run)")
+    if args.out.exists():
+        sys.exit(f"error: {args.out} exists; choose a new folder")
     rng = np.random.default_rng(args.seed)
-    (partial / "images").mkdir(parents=True)
-    for path in sorted(args.source.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
-            shutil.copy2(path, partial / path.name)
     images = sorted(p for p in (args.source / "images").iterdir() if p.is_file())
-    for i, path in enumerate(images, 1):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None or image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
-            sys.exit(f"error: {path} is not an 8- or 16-bit grey image; {partial} holds what was written")
-        if not cv2.imwrite(str(partial / "images" / path.name), perturbed(image, args.look, rng)):
-            sys.exit(f"error: could not write {partial / 'images' / path.name}")
-        print(f"\r{i}/{len(images)} images", end="", flush=True)
-    partial.rename(args.out)
+    with built_aside(args.out) as partial:
+        (partial / "images").mkdir()
+        for path in sorted(args.source.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                shutil.copy2(path, partial / path.name)
+        for i, path in enumerate(images, 1):
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is None or image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
+                sys.exit(f"error: {path} is not an 8- or 16-bit grey image; nothing was written")
+            if not cv2.imwrite(str(partial / "images" / path.name), perturbed(image, args.look, rng, args.sigma_px)):
+                sys.exit(f"error: could not write {partial / 'images' / path.name}")
+            print(f"\r{i}/{len(images)} images", end="", flush=True)
     print(f"\nwrote {len(images)} images with the '{args.look}' look to {args.out}")
 
 
