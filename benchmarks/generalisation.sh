@@ -620,3 +620,17 @@ for e in 6 9 12 15 18 21 24 27 30 33 36 39 42 45 48 51 54 57 60; do
   score "$OUT/r25_E$e.pt" "r25_E$e" look_blur_dev_hard24 dev_hard24 dev_classic12 val11 look_blur_val11
 done
 for e in 36 33; do score "$OUT/r25_E$e.pt" "r25_E$e" dev_wide6 look_gamma_dev_hard24; done
+# Twenty-seventh round (rule R26): the 40-epoch runs of R23 again with a share 0.4 of the training tiles blurred along
+# depth (sigma 0.05-0.4 mm) and no other look (about 57 min each, side by side); the five development sets, and
+# (beyond the rule) dev_hard24 under blur sigma 8 px for these and R23's two networks
+B="python $REPO/benchmarks/yolo_blur_look.py"
+$B conv_big20 "$OUT/r26_BL40.pt" "$OUT/r26_BL40.runs" --epochs 40 --seed 0 & a=$!
+$B conv_big20 "$OUT/r26_BL40s1.pt" "$OUT/r26_BL40s1.runs" --epochs 40 --seed 1 & b=$!
+wait "$a"; wait "$b"
+python "$REPO/benchmarks/perturb_looks.py" dev_hard24 look_blur8_dev_hard24 --look blur --sigma-px 8
+for m in r26_BL40 r26_BL40s1; do score "$OUT/$m.pt" "$m" $LOOKS look_blur8_dev_hard24; done
+for m in r23_E40 r23_E40s1; do score "$OUT/$m.pt" "$m" look_blur8_dev_hard24; done
+for m in r23_E40 r23_E40s1 r26_BL40 r26_BL40s1; do
+  python "$REPO/benchmarks/false_layer_kinds.py" look_blur_dev_hard24/truth.csv "$OUT/${m}_look_blur_dev_hard24.csv"
+  python "$REPO/benchmarks/false_layer_kinds.py" look_blur8_dev_hard24/truth.csv "$OUT/${m}_look_blur8_dev_hard24.csv"
+done
