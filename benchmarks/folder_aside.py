@@ -8,7 +8,8 @@
 :func:`built_aside` builds in a hidden folder of its own beside OUT (``.OUT.<random>.partial``) and renames it to
 OUT when the block ends without an error, so a failed copy leaves no half-made OUT and no folder it made on the way
 to OUT, and two runs into one folder never share a hidden folder (one killed outright, SIGKILL, leaves its hidden
-folder behind). OUT must not exist; the caller checks that first, for its own error message.
+folder behind). OUT must not exist; the caller checks that first, for its own error message; one that appears
+meanwhile raises :class:`FileExistsError` (an ``OSError``) and the built folder is removed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def built_aside(out: Path) -> Iterator[Path]:
     partial.chmod(0o777 & ~umask)  # a plain folder once renamed, not mkdtemp's private one
     try:
         yield partial
+        if out.exists():  # made by someone else meanwhile (a rename would replace an empty folder silently)
+            raise FileExistsError(f"{out} appeared while it was being built; nothing is overwritten")
         partial.rename(out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

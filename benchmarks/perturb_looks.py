@@ -64,8 +64,21 @@ def main() -> None:
         sys.exit(f"error: {args.source} has no images/ folder")
     if args.out.exists():
         sys.exit(f"error: {args.out} exists; choose a new folder")
+    if not 0 < args.sigma_px < float("inf"):
+        sys.exit(f"error: --sigma-px is a blur's sigma in image pixels (above 0), not {args.sigma_px}")
+    if args.look != "blur" and args.sigma_px != 4.0:
+        sys.exit("error: --sigma-px is for --look blur only")
     rng = np.random.default_rng(args.seed)
     images = sorted(p for p in (args.source / "images").iterdir() if p.is_file())
+    try:
+        write_copy(args, images, rng)
+    except OSError as e:
+        sys.exit(f"error: {e}; nothing was written")
+    print(f"\nwrote {len(images)} images with the '{args.look}' look to {args.out}")
+
+
+def write_copy(args: argparse.Namespace, images: list[Path], rng: np.random.Generator) -> None:
+    """The copy of ``args.source`` with every image given the look, built aside and renamed to ``args.out``."""
     with built_aside(args.out) as partial:
         (partial / "images").mkdir()
         for path in sorted(args.source.iterdir()):
@@ -76,9 +89,8 @@ def main() -> None:
             if image is None or image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
                 sys.exit(f"error: {path} is not an 8- or 16-bit grey image; nothing was written")
             if not cv2.imwrite(str(partial / "images" / path.name), perturbed(image, args.look, rng, args.sigma_px)):
-                sys.exit(f"error: could not write {partial / 'images' / path.name}")
+                sys.exit(f"error: could not write {path.name} into the copy; nothing was written")
             print(f"\r{i}/{len(images)} images", end="", flush=True)
-    print(f"\nwrote {len(images)} images with the '{args.look}' look to {args.out}")
 
 
 if __name__ == "__main__":

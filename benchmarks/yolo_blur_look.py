@@ -15,7 +15,8 @@ but under two image rows along it, so a camera's focus blur reaches a strip almo
 image px at 186 px/cm is about 2.2 strip rows and 0.2 strip columns).
 
 The checkpoint's training record says ``look`` = P (meltloc's own look share) and, under ``benchmark_look``, what
-the look really was. Nothing is overwritten: OUT and RUNS must not exist.
+the look really was. RUNS records only the share, so `meltloc train --resume` on it would go on with meltloc's full
+look change, not this blur: run this script again instead. Nothing is overwritten: OUT and RUNS must not exist.
 """
 
 from __future__ import annotations
@@ -67,16 +68,25 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if not 0 < args.share <= 1:
         raise SystemExit(f"error: --share is a share of the tiles (0-1], not {args.share}")
-    if not 0 < args.sigma_min_mm <= args.sigma_max_mm:
-        raise SystemExit("error: the blur's sigma needs 0 < --sigma-min-mm <= --sigma-max-mm")
+    if not 0 < args.sigma_min_mm <= args.sigma_max_mm < float("inf"):
+        raise SystemExit("error: the blur's sigma needs 0 < --sigma-min-mm <= --sigma-max-mm (finite)")
+    if args.epochs < 1:
+        raise SystemExit(f"error: --epochs is at least 1, not {args.epochs}")
+    if args.out.resolve() == args.runs.resolve() or args.out.resolve().is_relative_to(args.runs.resolve()):
+        raise SystemExit("error: OUT (the checkpoint) cannot be RUNS or lie inside it")
     if args.out.exists():
         raise SystemExit(f"error: {args.out} exists; nothing is overwritten")
     if args.runs.exists():  # meltloc's training clears a run folder's old weights
         raise SystemExit(f"error: {args.runs} exists; its run files would be replaced")
     if not (args.data / "yolo").is_dir():
         raise SystemExit(f"error: {args.data} is no meltloc convert output (no yolo/ folder)")
-    train(args.data, args.out, args.runs, args.seed, args.epochs, args.share,
-          (args.sigma_min_mm, args.sigma_max_mm))
+    from meltloc.errors import MeltlocError
+
+    try:
+        train(args.data, args.out, args.runs, args.seed, args.epochs, args.share,
+              (args.sigma_min_mm, args.sigma_max_mm))
+    except (MeltlocError, OSError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
