@@ -634,3 +634,18 @@ for m in r23_E40 r23_E40s1 r26_BL40 r26_BL40s1; do
   python "$REPO/benchmarks/false_layer_kinds.py" look_blur_dev_hard24/truth.csv "$OUT/${m}_look_blur_dev_hard24.csv"
   python "$REPO/benchmarks/false_layer_kinds.py" look_blur8_dev_hard24/truth.csv "$OUT/${m}_look_blur8_dev_hard24.csv"
 done
+# Twenty-eighth round (rule R27): YOLO on rank-levelled strips (divided by the local brightness, then each pixel's rank
+# in its strip; benchmarks/yolo_rank_levels.py), YOLO's defaults on conv24, seeds 0 and 1 (about 60 min each, side by
+# side); detect rank-levels each strip before YOLO's tiles; the five development sets. Reference: R19's B above.
+R="python $REPO/benchmarks/yolo_rank_levels.py"
+$R copy conv24 conv24_rank
+$R train conv24_rank "$OUT/r27_E0.pt" "$OUT/r27_E0.runs" --seed 0 & a=$!
+$R train conv24_rank "$OUT/r27_E1.pt" "$OUT/r27_E1.runs" --seed 1 & b=$!
+wait "$a"; wait "$b"
+for m in r27_E0 r27_E1; do
+  for s in $LOOKS; do
+    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
+    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
+    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
+  done
+done

@@ -1,0 +1,193 @@
+"""A benchmark helper, not part of meltloc: YOLO on rank-levelled strips (an input that gain and gamma do not change).
+
+Rank levels: a strip (a whole section, as meltloc cuts it) is divided by its local brightness as the regression
+head's input is (:func:`meltloc.heads.regression.net.normalise_local`: the 75th percentile of the row means over
++/- 20 mm, clipped to 0-4), then each pixel is replaced by its rank among the strip's pixels (the strip's own
+cumulative histogram of those ratios, 4,096 bins over 0-4) times 255. A change of the grey levels that keeps their
+order (gain, gamma) leaves the ranks as they were, up to the 8-bit levels the scan already lost; a haze is nearly
+so (the division by the local brightness is not exactly undone by an offset); focus blur is not touched. Used in the
+twenty-eighth round (rule R27).
+
+    python benchmarks/yolo_rank_levels.py copy SRC DST          # a convert output, its strips and tiles rank-levelled
+    python benchmarks/yolo_rank_levels.py train DST OUT RUNS [--seed S] [--epochs E]
+    python benchmarks/yolo_rank_levels.py detect WEIGHTS IMAGES SECTIONS CSV
+
+``copy`` writes a new folder (built aside, renamed into place) with every file of SRC, the strips
+(``strips/*.png``) rank-levelled and every YOLO tile cut again from its rank-levelled strip at the rows
+``yolo/tiles.csv`` gives (so a tile is part of a strip levelled as a whole, as at detect), and ``rank_levels.json``
+saying so. Labels, tables and the COCO files are copied unchanged (the COCO images are the strips); the copied
+``yolo/data.yaml`` is removed (it named SRC's tiles; meltloc's training writes its own). ``train`` is `meltloc train
+--head yolo` with YOLO's defaults on such a copy only (one torch thread, CPU) and stamps ``benchmark_levels`` into
+the checkpoint's training record. The drawn-in layers and breaks of YOLO's training are drawn on the levelled tiles,
+by darkening them: a band drawn 20 % darker than the ice there comes out near grey level 100 of 255 where a real
+band of that darkness, levelled with its strip, lies near 60-80 (45 %: 70 against 10-20), so the drawn layers are
+fainter than the real ones they stand for. ``detect`` is
+`meltloc detect IMAGES --sections SECTIONS --weights WEIGHTS --out CSV -q -j 1` with each strip rank-levelled before
+YOLO's tiling; it refuses a checkpoint without the stamp. Nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from folder_aside import built_aside  # noqa: E402
+
+BINS = 4096
+TOP_RATIO = 4.0
+WINDOW_MM = 41.0
+STAMP = "benchmark_levels"
+MARKER_TEXT = {"levels": "rank", "window_mm": WINDOW_MM, "bins": BINS, "top_ratio": TOP_RATIO,
+               "by": "benchmarks/yolo_rank_levels.py copy"}
+MARKER = "rank_levels.json"  # in a levelled copy: what was done to it
+
+
+def rank_levels(pixels: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """A uint8 strip (rows x width) rank-levelled (module docstring)."""
+    from meltloc.heads.regression.net import normalise_local
+
+    ratio = normalise_local(pixels, int(round(WINDOW_MM * px_per_mm))).numpy()
+    counts, edges = np.histogram(ratio, bins=BINS, range=(0.0, TOP_RATIO))
+    cdf = np.cumsum(counts, dtype=np.float64)
+    # each bin's pixels at the middle of their ranks, so an unchanging strip goes to mid-grey, not white
+    mid = (cdf - counts / 2.0) / max(1, ratio.size)
+    index = np.clip((ratio / TOP_RATIO * BINS).astype(np.int64), 0, BINS - 1)
+    return np.clip(np.rint(mid[index] * 255.0), 0, 255).astype(np.uint8)
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if pixels is None:
+        raise OSError(f"cannot read {path}")
+    return pixels
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), pixels):
+        raise OSError(f"cannot write {path}")
+
+
+def copy(src: Path, dst: Path) -> None:
+    import pandas as pd
+
+    from meltloc.strip_dataset import read_strip_table
+
+    table = read_strip_table(src)
+    px_per_mm = {Path(r.image).stem: float(r.px_per_mm) for r in table.itertuples()}
+    tiles = pd.read_csv(src / "yolo" / "tiles.csv")
+    listed = {Path(t) for t in tiles["tile"]}
+    unlisted = [p for p in (src / "yolo" / "images").glob("*/*.png") if p.relative_to(src / "yolo" / "images")
+                not in listed]
+    if unlisted:
+        raise OSError(f"{unlisted[0]} (and {len(unlisted) - 1} more) is no tile of yolo/tiles.csv: it would stay raw")
+    with built_aside(dst) as partial:
+        shutil.copytree(src, partial, dirs_exist_ok=True, symlinks=True)
+        (partial / "yolo" / "data.yaml").unlink(missing_ok=True)
+        levelled = {}
+        for path in sorted((partial / "strips").glob("*.png")):
+            if path.stem not in px_per_mm:
+                raise OSError(f"strips/{path.name} is not in strips.csv")
+            levelled[path.stem] = rank_levels(_read_gray(path), px_per_mm[path.stem])
+            _write_png(path, levelled[path.stem])
+        for t in tiles.itertuples():
+            tile_path = partial / "yolo" / "images" / t.tile
+            old = _read_gray(tile_path)
+            if Path(t.image).stem not in levelled:
+                raise OSError(f"tile {t.tile}: no strip strips/{Path(t.image).stem}.png")
+            new = levelled[Path(t.image).stem][int(t.start):int(t.start) + int(t.rows)]
+            if new.shape != old.shape:
+                raise OSError(f"{tile_path}: the strip gives {new.shape}, the tile is {old.shape}")
+            _write_png(tile_path, new)
+        (partial / MARKER).write_text(json.dumps(MARKER_TEXT, indent=1) + "\n", encoding="utf-8")
+    print(f"{dst}: {len(levelled)} strips and {len(tiles)} tiles rank-levelled")
+
+
+def train(data: Path, out: Path, runs: Path, seed: int, epochs: int) -> None:
+    from meltloc.checkpoint import load_checkpoint, save_checkpoint
+    from meltloc.heads.yolo.config import YoloSettings
+    from meltloc.heads.yolo.train import train as yolo_train
+
+    yolo_train(data, out, YoloSettings(seed=seed, epochs=epochs, threads=1, device="cpu", runs=str(runs)))
+    ck = {k: v for k, v in load_checkpoint(out).items() if k not in ("format", "version")}
+    ck["train"][STAMP] = ("benchmarks/yolo_rank_levels.py: trained on rank-levelled strips (local brightness "
+                          f"division over {WINDOW_MM} mm, then ranks in {BINS} bins over 0-{TOP_RATIO})")
+    save_checkpoint(out, ck)
+
+
+def detect(weights: Path, images: Path, sections: Path, csv: Path) -> None:
+    import meltloc.heads.yolo.infer as infer
+    from meltloc.__main__ import main as meltloc_main
+    from meltloc.checkpoint import load_checkpoint
+
+    if STAMP not in load_checkpoint(weights).get("train", {}):
+        raise SystemExit(f"error: {weights} was not trained on rank-levelled strips (no '{STAMP}' in its record)")
+    plain = infer.detect_strip
+
+    def levelled(model, pixels, cfg, score_threshold, device="cpu"):
+        return plain(model, rank_levels(pixels, cfg.px_per_mm), cfg, score_threshold, device)
+
+    infer.detect_strip = levelled  # looked up at each call by the YOLO head; one process (-j 1) keeps the patch
+    sys.argv = ["meltloc", "detect", str(images), "--sections", str(sections), "--weights", str(weights),
+                "--out", str(csv), "-q", "-j", "1"]
+    meltloc_main()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("copy", help="a convert output with its strips and YOLO tiles rank-levelled")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p = sub.add_parser("train", help="YOLO's defaults on a rank-levelled copy")
+    p.add_argument("data", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("runs", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=60)
+    p = sub.add_parser("detect", help="meltloc detect with each strip rank-levelled before YOLO")
+    for name in ("weights", "images", "sections", "csv"):
+        p.add_argument(name, type=Path)
+    args = parser.parse_args(argv)
+    from meltloc.errors import MeltlocError
+
+    try:
+        if args.command == "copy":
+            if args.dst.exists():
+                raise SystemExit(f"error: {args.dst} exists; nothing is overwritten")
+            if not (args.src / "yolo" / "tiles.csv").is_file():
+                raise SystemExit(f"error: {args.src} is no meltloc convert output with YOLO tiles")
+            if (args.src / MARKER).exists():
+                raise SystemExit(f"error: {args.src} is rank-levelled already ({MARKER})")
+            if args.dst.resolve().is_relative_to(args.src.resolve()):
+                raise SystemExit("error: DST cannot lie inside SRC (nothing is written into an input)")
+            copy(args.src, args.dst)
+        elif args.command == "train":
+            if args.epochs < 1:
+                raise SystemExit(f"error: --epochs is at least 1, not {args.epochs}")
+            if args.out.resolve() == args.runs.resolve() or args.out.resolve().is_relative_to(args.runs.resolve()):
+                raise SystemExit("error: OUT (the checkpoint) cannot be RUNS or lie inside it")
+            for path in (args.out, args.runs):  # meltloc's training clears a run folder's old weights
+                if path.exists():
+                    raise SystemExit(f"error: {path} exists; nothing is overwritten")
+                if path.resolve().is_relative_to(args.data.resolve()):
+                    raise SystemExit(f"error: {path} lies inside DATA (nothing is written into an input)")
+            if not (args.data / MARKER).is_file():
+                raise SystemExit(f"error: {args.data} is not rank-levelled (no {MARKER}: make it with 'copy')")
+            train(args.data, args.out, args.runs, args.seed, args.epochs)
+        else:
+            if args.csv.exists():
+                raise SystemExit(f"error: {args.csv} exists; nothing is overwritten")
+            detect(args.weights, args.images, args.sections, args.csv)
+    except (MeltlocError, OSError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
