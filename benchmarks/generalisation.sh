@@ -642,7 +642,12 @@ $R copy conv24 conv24_rank
 $R train conv24_rank "$OUT/r27_E0.pt" "$OUT/r27_E0.runs" --seed 0 & a=$!
 $R train conv24_rank "$OUT/r27_E1.pt" "$OUT/r27_E1.runs" --seed 1 & b=$!
 wait "$a"; wait "$b"
-for m in r27_E0 r27_E1; do
+# rule R27b: the same with YOLO's drawn-in layers and breaks drawn on the ratios (--draw-in-ratio; the copy's marker
+# holds the train strips' ratio histogram: conv24_rank made by this script's copy has it)
+$R train conv24_rank "$OUT/r27_F0.pt" "$OUT/r27_F0.runs" --seed 0 --draw-in-ratio & a=$!
+$R train conv24_rank "$OUT/r27_F1.pt" "$OUT/r27_F1.runs" --seed 1 --draw-in-ratio & b=$!
+wait "$a"; wait "$b"
+for m in r27_E0 r27_E1 r27_F0 r27_F1; do
   for s in $LOOKS; do
     man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
     $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"

@@ -9,7 +9,7 @@ so (the division by the local brightness is not exactly undone by an offset); fo
 twenty-eighth round (rule R27).
 
     python benchmarks/yolo_rank_levels.py copy SRC DST          # a convert output, its strips and tiles rank-levelled
-    python benchmarks/yolo_rank_levels.py train DST OUT RUNS [--seed S] [--epochs E]
+    python benchmarks/yolo_rank_levels.py train DST OUT RUNS [--seed S] [--epochs E] [--draw-in-ratio]
     python benchmarks/yolo_rank_levels.py detect WEIGHTS IMAGES SECTIONS CSV
 
 ``copy`` writes a new folder (built aside, renamed into place) with every file of SRC, the strips
@@ -18,10 +18,12 @@ twenty-eighth round (rule R27).
 saying so. Labels, tables and the COCO files are copied unchanged (the COCO images are the strips); the copied
 ``yolo/data.yaml`` is removed (it named SRC's tiles; meltloc's training writes its own). ``train`` is `meltloc train
 --head yolo` with YOLO's defaults on such a copy only (one torch thread, CPU) and stamps ``benchmark_levels`` into
-the checkpoint's training record. The drawn-in layers and breaks of YOLO's training are drawn on the levelled tiles,
-by darkening them: a band drawn 20 % darker than the ice there comes out near grey level 100 of 255 where a real
-band of that darkness, levelled with its strip, lies near 60-80 (45 %: 70 against 10-20), so the drawn layers are
-fainter than the real ones they stand for. ``detect`` is
+the checkpoint's training record. YOLO's drawn-in layers and breaks darken a tile by multiplying it; on the
+levelled grey a band drawn 20 % darker than the ice comes out near grey level 100 of 255 where a real band of that
+darkness, levelled with its strip, lies near 60-90 (45 %: 70-80 against 30-40), so those drawn layers are fainter
+than the real ones they stand for. ``--draw-in-ratio`` draws them on the ratios instead (levelled grey to ratio
+through the pooled ranks of the train strips, kept in the copy's ``rank_levels.json``, then back): within about 10
+grey levels of a real band's. ``detect`` is
 `meltloc detect IMAGES --sections SECTIONS --weights WEIGHTS --out CSV -q -j 1` with each strip rank-levelled before
 YOLO's tiling; it refuses a checkpoint without the stamp. Nothing is overwritten.
 """
@@ -49,17 +51,49 @@ MARKER_TEXT = {"levels": "rank", "window_mm": WINDOW_MM, "bins": BINS, "top_rati
 MARKER = "rank_levels.json"  # in a levelled copy: what was done to it
 
 
-def rank_levels(pixels: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """A uint8 strip (rows x width) rank-levelled (module docstring)."""
+def strip_ratios(pixels: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """A uint8 strip divided by its local brightness as the regression head's input is (0-4, float32)."""
     from meltloc.heads.regression.net import normalise_local
 
-    ratio = normalise_local(pixels, int(round(WINDOW_MM * px_per_mm))).numpy()
-    counts, edges = np.histogram(ratio, bins=BINS, range=(0.0, TOP_RATIO))
+    return normalise_local(pixels, int(round(WINDOW_MM * px_per_mm))).numpy()
+
+
+def ratio_counts(ratio: np.ndarray) -> np.ndarray:
+    """The histogram the ranks come from (:data:`BINS` bins over 0-:data:`TOP_RATIO`)."""
+    return np.histogram(ratio, bins=BINS, range=(0.0, TOP_RATIO))[0]
+
+
+def mid_ranks(counts: np.ndarray) -> np.ndarray:
+    """Each bin's pixels at the middle of their ranks (0-1), so an unchanging strip goes to mid-grey, not white."""
     cdf = np.cumsum(counts, dtype=np.float64)
-    # each bin's pixels at the middle of their ranks, so an unchanging strip goes to mid-grey, not white
-    mid = (cdf - counts / 2.0) / max(1, ratio.size)
+    return (cdf - counts / 2.0) / max(1, int(counts.sum()))
+
+
+def rank_levels(pixels: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """A uint8 strip (rows x width) rank-levelled (module docstring)."""
+    ratio = strip_ratios(pixels, px_per_mm)
+    mid = mid_ranks(ratio_counts(ratio))
     index = np.clip((ratio / TOP_RATIO * BINS).astype(np.int64), 0, BINS - 1)
     return np.clip(np.rint(mid[index] * 255.0), 0, 255).astype(np.uint8)
+
+
+def in_ratio_space(draw, counts: np.ndarray):
+    """``draw`` (meltloc's draw_layers or draw_breaks: they darken a float crop by multiplying it) applied to a
+    levelled crop as if to the ratios it came from: grey levels to ratios through the pooled ranks ``counts`` (the
+    train strips' ratio histogram), the drawing, and back. A band drawn 20 % darker than the ice then lands where a
+    real band that dark, levelled with its strip, would (up to one strip's ranks against the pooled ones)."""
+    kept = counts > 0
+    ranks = mid_ranks(counts)[kept]
+    centres = ((np.arange(BINS) + 0.5) * TOP_RATIO / BINS)[kept]
+
+    def drawn(crop, *args, **kwargs):
+        ratio = np.interp(np.asarray(crop, np.float64) / 255.0, ranks, centres)
+        out = draw(ratio, *args, **kwargs)
+        grey = np.interp(out[0] if isinstance(out, tuple) else out, centres, ranks) * 255.0
+        grey = grey.astype(np.float32)
+        return (grey, *out[1:]) if isinstance(out, tuple) else grey
+
+    return drawn
 
 
 def _read_gray(path: Path) -> np.ndarray:
@@ -90,11 +124,15 @@ def copy(src: Path, dst: Path) -> None:
     with built_aside(dst) as partial:
         shutil.copytree(src, partial, dirs_exist_ok=True, symlinks=True)
         (partial / "yolo" / "data.yaml").unlink(missing_ok=True)
-        levelled = {}
+        levelled, train_counts = {}, np.zeros(BINS, np.int64)
+        train_stems = {Path(r.image).stem for r in table.itertuples() if r.split == "train"}
         for path in sorted((partial / "strips").glob("*.png")):
             if path.stem not in px_per_mm:
                 raise OSError(f"strips/{path.name} is not in strips.csv")
-            levelled[path.stem] = rank_levels(_read_gray(path), px_per_mm[path.stem])
+            pixels = _read_gray(path)
+            levelled[path.stem] = rank_levels(pixels, px_per_mm[path.stem])
+            if path.stem in train_stems:
+                train_counts += ratio_counts(strip_ratios(pixels, px_per_mm[path.stem]))
             _write_png(path, levelled[path.stem])
         for t in tiles.itertuples():
             tile_path = partial / "yolo" / "images" / t.tile
@@ -105,19 +143,26 @@ def copy(src: Path, dst: Path) -> None:
             if new.shape != old.shape:
                 raise OSError(f"{tile_path}: the strip gives {new.shape}, the tile is {old.shape}")
             _write_png(tile_path, new)
-        (partial / MARKER).write_text(json.dumps(MARKER_TEXT, indent=1) + "\n", encoding="utf-8")
+        marker = {**MARKER_TEXT, "train_ratio_counts": [int(c) for c in train_counts]}
+        (partial / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     print(f"{dst}: {len(levelled)} strips and {len(tiles)} tiles rank-levelled")
 
 
-def train(data: Path, out: Path, runs: Path, seed: int, epochs: int) -> None:
+def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_ratio: bool = False) -> None:
+    import meltloc.heads.yolo.look as yolo_look
     from meltloc.checkpoint import load_checkpoint, save_checkpoint
     from meltloc.heads.yolo.config import YoloSettings
     from meltloc.heads.yolo.train import train as yolo_train
 
+    if draw_in_ratio:  # looked up at each call by DrawAugment; ultralytics runs with workers=0: tiles are made here
+        counts = np.asarray(json.loads((data / MARKER).read_text())["train_ratio_counts"], np.int64)
+        yolo_look.draw_layers = in_ratio_space(yolo_look.draw_layers, counts)
+        yolo_look.draw_breaks = in_ratio_space(yolo_look.draw_breaks, counts)
     yolo_train(data, out, YoloSettings(seed=seed, epochs=epochs, threads=1, device="cpu", runs=str(runs)))
     ck = {k: v for k, v in load_checkpoint(out).items() if k not in ("format", "version")}
     ck["train"][STAMP] = ("benchmarks/yolo_rank_levels.py: trained on rank-levelled strips (local brightness "
-                          f"division over {WINDOW_MM} mm, then ranks in {BINS} bins over 0-{TOP_RATIO})")
+                          f"division over {WINDOW_MM} mm, then ranks in {BINS} bins over 0-{TOP_RATIO})"
+                          + ("; layers and breaks drawn in ratio space" if draw_in_ratio else ""))
     save_checkpoint(out, ck)
 
 
@@ -151,6 +196,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("runs", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--draw-in-ratio", action="store_true",
+                   help="draw YOLO's extra layers and breaks on the ratios, not on the levelled grey")
     p = sub.add_parser("detect", help="meltloc detect with each strip rank-levelled before YOLO")
     for name in ("weights", "images", "sections", "csv"):
         p.add_argument(name, type=Path)
@@ -180,7 +227,9 @@ def main(argv: list[str]) -> None:
                     raise SystemExit(f"error: {path} lies inside DATA (nothing is written into an input)")
             if not (args.data / MARKER).is_file():
                 raise SystemExit(f"error: {args.data} is not rank-levelled (no {MARKER}: make it with 'copy')")
-            train(args.data, args.out, args.runs, args.seed, args.epochs)
+            if args.draw_in_ratio and "train_ratio_counts" not in json.loads((args.data / MARKER).read_text()):
+                raise SystemExit(f"error: {args.data}'s {MARKER} has no train_ratio_counts: make it again with 'copy'")
+            train(args.data, args.out, args.runs, args.seed, args.epochs, args.draw_in_ratio)
         else:
             if args.csv.exists():
                 raise SystemExit(f"error: {args.csv} exists; nothing is overwritten")
