@@ -19,11 +19,11 @@ saying so. Labels, tables and the COCO files are copied unchanged (the COCO imag
 ``yolo/data.yaml`` is removed (it named SRC's tiles; meltloc's training writes its own). ``train`` is `meltloc train
 --head yolo` with YOLO's defaults on such a copy only (one torch thread, CPU) and stamps ``benchmark_levels`` into
 the checkpoint's training record. YOLO's drawn-in layers and breaks darken a tile by multiplying it; on the
-levelled grey a band drawn 20 % darker than the ice comes out near grey level 100 of 255 where a real band of that
-darkness, levelled with its strip, lies near 60-90 (45 %: 70-80 against 30-40), so those drawn layers are fainter
-than the real ones they stand for. ``--draw-in-ratio`` draws them on the ratios instead (levelled grey to ratio
-through the pooled ranks of the train strips, kept in the copy's ``rank_levels.json``, then back): within about 10
-grey levels of a real band's. ``detect`` is
+levelled grey a 2 mm band drawn 20 / 45 / 90 % darker than the ice comes out at 97-116 / 67-80 / 12-15 of 255 where
+the same band darkened in the raw strip and levelled with it lies at 87-98 / 37-41 / 0 (two strips of conv24), so
+those drawn layers are fainter than the real ones they stand for. ``--draw-in-ratio`` draws them on the ratios
+instead (levelled grey to ratio through the pooled ranks of the train strips, kept in the copy's
+``rank_levels.json``, then back): 78-98 / 28-39 / 0 on the same strips. ``detect`` is
 `meltloc detect IMAGES --sections SECTIONS --weights WEIGHTS --out CSV -q -j 1` with each strip rank-levelled before
 YOLO's tiling; it refuses a checkpoint without the stamp. Nothing is overwritten.
 """
