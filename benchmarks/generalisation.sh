@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Generalisation benchmark (run by hand; roughly 29 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
 # round (about 6 hours more where torch sees no GPU), as estimated from the runs' recorded times: about 43 regression
-# runs of 8-38 min and 20 YOLO runs of 35-88 min on the CPU, one training at a time, up to the twenty-first round's
-# lines, and about 16 YOLO runs of 37-87 min since, most two at a time; ~3 GB of PNG under $DATA). It has grown round by round; each round ran its own lines.
+# runs of 8-38 min and 10 YOLO runs of 35-67 min on the CPU, one training at a time, up to the twenty-first round's
+# lines, and about 16 YOLO runs of 37-88 min since, most two at a time; ~3 GB of PNG under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
 # section, trains the heads through the user's own path (convert on the misaligned label table, then
@@ -635,7 +635,7 @@ for m in r23_E40 r23_E40s1 r26_BL40 r26_BL40s1; do
   python "$REPO/benchmarks/false_layer_kinds.py" look_blur8_dev_hard24/truth.csv "$OUT/${m}_look_blur8_dev_hard24.csv"
 done
 # Twenty-eighth round (rule R27): YOLO on rank-levelled strips (divided by the local brightness, then each pixel's rank
-# in its strip; benchmarks/yolo_rank_levels.py), YOLO's defaults on conv24, seeds 0 and 1 (about 60 min each, side by
+# in its strip; benchmarks/yolo_rank_levels.py), YOLO's defaults on conv24, seeds 0 and 1 (37-43 min each, side by
 # side); detect rank-levels each strip before YOLO's tiles; the five development sets. Reference: R19's B above.
 R="python $REPO/benchmarks/yolo_rank_levels.py"
 $R copy conv24 conv24_rank
