@@ -36,7 +36,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,21 +95,10 @@ def in_ratio_space(draw, counts: np.ndarray):
     return drawn
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if pixels is None:
-        raise OSError(f"cannot read {path}")
-    return pixels
-
-
-def _write_png(path: Path, pixels: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), pixels):
-        raise OSError(f"cannot write {path}")
-
-
 def copy(src: Path, dst: Path) -> None:
     import pandas as pd
 
+    from meltloc.imageio import read_image, write_image
     from meltloc.strip_dataset import read_strip_table
 
     table = read_strip_table(src)
@@ -126,23 +114,23 @@ def copy(src: Path, dst: Path) -> None:
         (partial / "yolo" / "data.yaml").unlink(missing_ok=True)
         levelled, train_counts = {}, np.zeros(BINS, np.int64)
         train_stems = {Path(r.image).stem for r in table.itertuples() if r.split == "train"}
-        for path in sorted((partial / "strips").glob("*.png")):
+        for path in sorted((src / "strips").glob("*.png")):  # read from SRC: an error names the input's file
             if path.stem not in px_per_mm:
-                raise OSError(f"strips/{path.name} is not in strips.csv")
-            pixels = _read_gray(path)
+                raise OSError(f"{path} is not in strips.csv")
+            pixels = read_image(path)
             levelled[path.stem] = rank_levels(pixels, px_per_mm[path.stem])
             if path.stem in train_stems:
                 train_counts += ratio_counts(strip_ratios(pixels, px_per_mm[path.stem]))
-            _write_png(path, levelled[path.stem])
+            write_image(partial / "strips" / path.name, levelled[path.stem])
         for t in tiles.itertuples():
             tile_path = partial / "yolo" / "images" / t.tile
-            old = _read_gray(tile_path)
+            old = read_image(src / "yolo" / "images" / t.tile)
             if Path(t.image).stem not in levelled:
                 raise OSError(f"tile {t.tile}: no strip strips/{Path(t.image).stem}.png")
             new = levelled[Path(t.image).stem][int(t.start):int(t.start) + int(t.rows)]
             if new.shape != old.shape:
-                raise OSError(f"{tile_path}: the strip gives {new.shape}, the tile is {old.shape}")
-            _write_png(tile_path, new)
+                raise OSError(f"{src / 'yolo' / 'images' / t.tile}: the strip gives {new.shape}, the tile is {old.shape}")
+            write_image(tile_path, new)
         marker = {**MARKER_TEXT, "train_ratio_counts": [int(c) for c in train_counts]}
         (partial / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     print(f"{dst}: {len(levelled)} strips and {len(tiles)} tiles rank-levelled")
