@@ -8,8 +8,9 @@ order (gain, gamma) leaves the ranks as they were, up to the 8-bit levels the sc
 so (the division by the local brightness is not exactly undone by an offset); focus blur is not touched. Used in the
 twenty-eighth round (rule R27).
 
-    python benchmarks/yolo_rank_levels.py copy SRC DST          # a convert output, its strips and tiles rank-levelled
+    python benchmarks/yolo_rank_levels.py copy SRC DST [--blur-mm 0.05,0.1,...]  # strips and tiles rank-levelled
     python benchmarks/yolo_rank_levels.py train DST OUT RUNS [--seed S] [--epochs E] [--draw-in-ratio]
+        [--blur-share P]
     python benchmarks/yolo_rank_levels.py detect WEIGHTS IMAGES SECTIONS CSV
 
 ``copy`` writes a new folder (built aside, renamed into place) with every file of SRC, the strips
@@ -26,6 +27,14 @@ instead (levelled grey to ratio through the pooled ranks of the train strips, ke
 ``rank_levels.json``, then back): 78-98 / 28-39 / 0 on the same strips. ``detect`` is
 `meltloc detect IMAGES --sections SECTIONS --weights WEIGHTS --out CSV -q -j 1` with each strip rank-levelled before
 YOLO's tiling; it refuses a checkpoint without the stamp. Nothing is overwritten.
+
+Focus blur (the twenty-ninth round, rule R28): ``copy --blur-mm`` also writes, for every train tile, one blurred
+variant per listed sigma (``yolo/blur/<sigma>mm/train/<tile>``): the raw strip blurred along depth (Gaussian, sigma
+in mm of core), rounded to 8 bits, rank-levelled as a whole and cut at the tile's rows, so a variant is what
+``detect`` would make of a blurred scan. ``train --blur-share P`` gives a share P of the training tiles (drawn per
+tile and epoch) one of the variants, sigma drawn uniformly from the listed ones, before YOLO's drawn-in layers and
+breaks and ultralytics' own augmentation. Along depth only: a strip row averages about 26 image columns across the
+core but under two image rows along it, so a camera's blur reaches a strip almost wholly along depth.
 """
 
 from __future__ import annotations
@@ -76,6 +85,43 @@ def rank_levels(pixels: np.ndarray, px_per_mm: float) -> np.ndarray:
     return np.clip(np.rint(mid[index] * 255.0), 0, 255).astype(np.uint8)
 
 
+def blurred_along_depth(pixels: np.ndarray, sigma_rows: float) -> np.ndarray:
+    """A uint8 strip blurred along depth (rows) by a Gaussian of ``sigma_rows``, rounded back to 8 bits."""
+    import cv2
+
+    x = cv2.GaussianBlur(pixels.astype(np.float32), (1, 0), sigmaX=0.01, sigmaY=float(sigma_rows),
+                         borderType=cv2.BORDER_REFLECT)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def blur_folder(sigma_mm: float) -> str:
+    """The folder under ``yolo/blur`` holding the variants of one sigma."""
+    return f"{sigma_mm:g}mm"
+
+
+def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, seed: int):
+    """DrawAugment's ``__call__`` preceded by swapping, with probability ``share``, the tile read for one of its
+    blurred variants (module docstring; sigma uniform over ``blur_mm``)."""
+    from meltloc.heads.yolo.look import _as_image
+    from meltloc.imageio import read_image
+
+    rng = np.random.default_rng([seed, 28])
+
+    def swapped(self, labels):
+        if rng.random() < share:
+            tile = Path(labels["im_file"])
+            sigma = blur_mm[int(rng.integers(len(blur_mm)))]
+            path = data / "yolo" / "blur" / blur_folder(sigma) / tile.parent.name / tile.name
+            pixels = read_image(path)
+            img = labels["img"]
+            if pixels.shape != img.shape[:2]:
+                raise OSError(f"{path}: {pixels.shape}, the tile read is {img.shape[:2]}")
+            labels["img"] = _as_image(pixels.astype(np.float32), img)
+        return call(self, labels)
+
+    return swapped
+
+
 def in_ratio_space(draw, counts: np.ndarray):
     """``draw`` (meltloc's draw_layers or draw_breaks: they darken a float crop by multiplying it) applied to a
     levelled crop as if to the ratios it came from: grey levels to ratios through the pooled ranks ``counts`` (the
@@ -95,7 +141,7 @@ def in_ratio_space(draw, counts: np.ndarray):
     return drawn
 
 
-def copy(src: Path, dst: Path) -> None:
+def copy(src: Path, dst: Path, blur_mm: tuple[float, ...] = ()) -> None:
     import pandas as pd
 
     from meltloc.imageio import read_image, write_image
@@ -131,12 +177,26 @@ def copy(src: Path, dst: Path) -> None:
             if new.shape != old.shape:
                 raise OSError(f"{src / 'yolo' / 'images' / t.tile}: the strip gives {new.shape}, the tile is {old.shape}")
             write_image(tile_path, new)
+        n_variants, tile_stems = 0, tiles["image"].map(lambda i: Path(i).stem)
+        for sigma in blur_mm:  # blurred variants of the train tiles, each cut from its whole strip blurred, levelled
+            for stem in sorted(train_stems):
+                pixels = read_image(src / "strips" / f"{stem}.png")
+                blurred = rank_levels(blurred_along_depth(pixels, sigma * px_per_mm[stem]), px_per_mm[stem])
+                for t in tiles[(tiles["split"] == "train") & (tile_stems == stem)].itertuples():
+                    out = partial / "yolo" / "blur" / blur_folder(sigma) / t.tile
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    write_image(out, blurred[int(t.start):int(t.start) + int(t.rows)])
+                    n_variants += 1
         marker = {**MARKER_TEXT, "train_ratio_counts": [int(c) for c in train_counts]}
+        if blur_mm:
+            marker["blur_mm"] = [float(b) for b in blur_mm]
         (partial / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
-    print(f"{dst}: {len(levelled)} strips and {len(tiles)} tiles rank-levelled")
+    print(f"{dst}: {len(levelled)} strips and {len(tiles)} tiles rank-levelled"
+          + (f", {n_variants} blurred train tiles" if blur_mm else ""))
 
 
-def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_ratio: bool = False) -> None:
+def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_ratio: bool = False,
+          blur_share: float = 0.0) -> None:
     import meltloc.heads.yolo.look as yolo_look
     from meltloc.checkpoint import load_checkpoint, save_checkpoint
     from meltloc.heads.yolo.config import YoloSettings
@@ -146,11 +206,17 @@ def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_rat
         counts = np.asarray(json.loads((data / MARKER).read_text())["train_ratio_counts"], np.int64)
         yolo_look.draw_layers = in_ratio_space(yolo_look.draw_layers, counts)
         yolo_look.draw_breaks = in_ratio_space(yolo_look.draw_breaks, counts)
+    blur_mm = json.loads((data / MARKER).read_text()).get("blur_mm", [])
+    if blur_share > 0:  # DrawAugment runs first in the training pipeline, on the tile as read (workers=0: here)
+        yolo_look.DrawAugment.__call__ = with_blurred_tiles(yolo_look.DrawAugment.__call__, data, blur_mm,
+                                                            blur_share, seed)
     yolo_train(data, out, YoloSettings(seed=seed, epochs=epochs, threads=1, device="cpu", runs=str(runs)))
     ck = {k: v for k, v in load_checkpoint(out).items() if k not in ("format", "version")}
     ck["train"][STAMP] = ("benchmarks/yolo_rank_levels.py: trained on rank-levelled strips (local brightness "
                           f"division over {WINDOW_MM} mm, then ranks in {BINS} bins over 0-{TOP_RATIO})"
-                          + ("; layers and breaks drawn in ratio space" if draw_in_ratio else ""))
+                          + ("; layers and breaks drawn in ratio space" if draw_in_ratio else "")
+                          + (f"; a share {blur_share} of the train tiles blurred along depth before levelling, "
+                             f"sigma from {blur_mm} mm" if blur_share > 0 else ""))
     save_checkpoint(out, ck)
 
 
@@ -178,6 +244,7 @@ def main(argv: list[str]) -> None:
     p = sub.add_parser("copy", help="a convert output with its strips and YOLO tiles rank-levelled")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
+    p.add_argument("--blur-mm", default="", help="comma-separated sigmas (mm of core) of blurred train-tile variants")
     p = sub.add_parser("train", help="YOLO's defaults on a rank-levelled copy")
     p.add_argument("data", type=Path)
     p.add_argument("out", type=Path)
@@ -186,6 +253,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--draw-in-ratio", action="store_true",
                    help="draw YOLO's extra layers and breaks on the ratios, not on the levelled grey")
+    p.add_argument("--blur-share", type=float, default=0.0,
+                   help="share of the training tiles swapped for a blurred variant (the copy's --blur-mm)")
     p = sub.add_parser("detect", help="meltloc detect with each strip rank-levelled before YOLO")
     for name in ("weights", "images", "sections", "csv"):
         p.add_argument(name, type=Path)
@@ -202,7 +271,13 @@ def main(argv: list[str]) -> None:
                 raise SystemExit(f"error: {args.src} is rank-levelled already ({MARKER})")
             if args.dst.resolve().is_relative_to(args.src.resolve()):
                 raise SystemExit("error: DST cannot lie inside SRC (nothing is written into an input)")
-            copy(args.src, args.dst)
+            try:
+                blur_mm = tuple(float(b) for b in args.blur_mm.split(",") if b.strip())
+            except ValueError:
+                raise SystemExit(f"error: --blur-mm takes sigmas in mm like 0.1,0.2, not {args.blur_mm!r}") from None
+            if any(not 0 < b < 5 for b in blur_mm) or len(set(map(blur_folder, blur_mm))) < len(blur_mm):
+                raise SystemExit(f"error: --blur-mm takes distinct sigmas above 0 and under 5 mm, not {args.blur_mm!r}")
+            copy(args.src, args.dst, blur_mm)
         elif args.command == "train":
             if args.epochs < 1:
                 raise SystemExit(f"error: --epochs is at least 1, not {args.epochs}")
@@ -217,7 +292,11 @@ def main(argv: list[str]) -> None:
                 raise SystemExit(f"error: {args.data} is not rank-levelled (no {MARKER}: make it with 'copy')")
             if args.draw_in_ratio and "train_ratio_counts" not in json.loads((args.data / MARKER).read_text()):
                 raise SystemExit(f"error: {args.data}'s {MARKER} has no train_ratio_counts: make it again with 'copy'")
-            train(args.data, args.out, args.runs, args.seed, args.epochs, args.draw_in_ratio)
+            if not 0 <= args.blur_share <= 1:
+                raise SystemExit(f"error: --blur-share is a share (0-1), not {args.blur_share}")
+            if args.blur_share > 0 and not json.loads((args.data / MARKER).read_text()).get("blur_mm"):
+                raise SystemExit(f"error: {args.data} has no blurred tiles: make it with 'copy --blur-mm'")
+            train(args.data, args.out, args.runs, args.seed, args.epochs, args.draw_in_ratio, args.blur_share)
         else:
             if args.csv.exists():
                 raise SystemExit(f"error: {args.csv} exists; nothing is overwritten")
