@@ -1,0 +1,114 @@
+"""Benchmark helpers a user runs to reproduce the README's figures (``benchmarks/``): what they promise."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def helper(name: str):
+    """A module of benchmarks/ as its scripts import it (their folder on sys.path)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+def run_helper(script: str, *args):
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_folder_built_aside_leaves_nothing_when_the_build_fails(tmp_path):
+    built_aside = helper("folder_aside").built_aside
+    out = tmp_path / "new" / "deeper" / "out"
+    with pytest.raises(RuntimeError):
+        with built_aside(out) as partial:
+            (partial / "half.csv").write_text("a,b\n")
+            raise RuntimeError("the build failed")
+    assert list(tmp_path.iterdir()) == []  # no OUT, no hidden folder, not the folders made on the way
+
+
+def test_a_folder_built_aside_never_replaces_one_made_meanwhile(tmp_path):
+    aside = helper("folder_aside")
+    out = tmp_path / "out"
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        with aside.built_aside(out) as partial:
+            (partial / "result.csv").write_text("a\n")
+            out.mkdir()  # another run made it after the caller's check
+    assert list(out.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+    # the last step itself: an empty folder that appears between any check and the rename, which a plain rename
+    # would replace silently
+    built, theirs = tmp_path / ".built", tmp_path / "theirs"
+    built.mkdir()
+    (built / "result.csv").write_text("a\n")
+    theirs.mkdir()
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        aside.rename_no_replace(built, theirs)
+    assert (built / "result.csv").is_file() and list(theirs.iterdir()) == []
+    aside.rename_no_replace(built, tmp_path / "free")
+    assert (tmp_path / "free" / "result.csv").is_file() and not built.exists()
+
+
+def test_rank_levels_barely_move_under_gain_or_gamma_and_blur_runs_along_depth_only():
+    rl = helper("yolo_rank_levels")
+    rng = np.random.default_rng(0)
+    rows, px_per_mm = 3000, 10.0
+    ice = rng.uniform(90, 230, (rows, 64)) * np.linspace(1.0, 0.7, rows)[:, None]  # bubbles, light falling off
+    ice[1500:1520] *= 0.45  # a melt layer 2 mm thick, 55 % darker
+    strip = np.clip(np.rint(ice), 0, 255).astype(np.uint8)
+    levelled = rl.rank_levels(strip, px_per_mm).astype(float)
+    for changed in (strip * 0.6, 255.0 * (strip / 255.0) ** 1.8):  # a gain; a darker gamma
+        changed = np.clip(np.rint(changed), 0, 255).astype(np.uint8)
+        assert np.abs(changed.astype(float) - strip).mean() > 20
+        assert np.abs(rl.rank_levels(changed, px_per_mm).astype(float) - levelled).mean() < 3
+    assert levelled[1500:1520].mean() < levelled[1000:1400].mean() - 60  # the layer stays dark
+
+    line = np.zeros((41, 8), np.uint8)
+    line[20] = 200
+    blurred = rl.blurred_along_depth(line, 2.0)
+    assert (blurred == blurred[:, :1]).all()  # nothing spreads across the core
+    assert blurred[20, 0] == 40 and blurred[18, 0] == 24 and blurred[:14].max() == 0  # a Gaussian of 2 rows
+
+
+def test_a_rank_levelled_copy_cuts_every_tile_from_its_levelled_strip_and_blurs_train_tiles_only(tiny_trained,
+                                                                                                 tmp_path):
+    conv, _ = tiny_trained
+    rl = helper("yolo_rank_levels")
+    from meltloc.imageio import read_image
+
+    before = {p.relative_to(conv): p.read_bytes() for p in conv.rglob("*") if p.is_file()}
+    inside = run_helper("yolo_rank_levels.py", "copy", conv, conv / "levelled")
+    assert inside.returncode == 1 and inside.stderr.strip().splitlines() == [
+        "error: DST cannot lie inside SRC (nothing is written into an input)"]
+    result = run_helper("yolo_rank_levels.py", "copy", conv, tmp_path / "levelled", "--blur-mm", "0.1,0.3")
+    assert result.returncode == 0, result.stderr
+    after = {p.relative_to(conv): p.read_bytes() for p in conv.rglob("*") if p.is_file()}
+    assert after == before  # the input is untouched
+
+    copy = tmp_path / "levelled"
+    tiles = pd.read_csv(copy / "yolo" / "tiles.csv")
+    table = pd.read_csv(conv / "strips.csv")
+    px_per_mm = {Path(r.image).stem: float(r.px_per_mm) for r in table.itertuples()}
+    for t in tiles.itertuples():
+        stem = Path(t.image).stem
+        raw = read_image(conv / "strips" / f"{stem}.png")
+        rows = slice(int(t.start), int(t.start) + int(t.rows))
+        assert np.array_equal(read_image(copy / "yolo" / "images" / t.tile), rl.rank_levels(raw, px_per_mm[stem])[rows])
+        for sigma in (0.1, 0.3):
+            variant = copy / "yolo" / "blur" / f"{sigma:g}mm" / t.tile
+            assert variant.is_file() == (t.split == "train")
+            if variant.is_file():
+                want = rl.rank_levels(rl.blurred_along_depth(raw, sigma * px_per_mm[stem]), px_per_mm[stem])[rows]
+                assert np.array_equal(read_image(variant), want)
+    assert (tiles["split"] == "train").any()
+    again = run_helper("yolo_rank_levels.py", "copy", conv, copy)
+    assert again.returncode == 1 and "exists; nothing is overwritten" in again.stderr
