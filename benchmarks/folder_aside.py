@@ -36,9 +36,11 @@ def rename_no_replace(src: Path, dst: Path) -> None:
     exists = FileExistsError(f"{dst} appeared while it was being built; nothing is overwritten")
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # not Linux, or a C library without it
+    except (OSError, AttributeError, TypeError):  # not Linux (Windows: TypeError), or a C library without it
         renameat2 = None
     if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        renameat2.restype = ctypes.c_int
         if renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
             return
         err = ctypes.get_errno()

@@ -654,3 +654,19 @@ for m in r27_E0 r27_E1 r27_F0 r27_F1; do
     $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
   done
 done
+# Twenty-ninth round (rule R28): F's recipe (rank levels, layers drawn on the ratios) with a focus-blur share: 0.4
+# of the training tiles swapped for a variant cut from its strip blurred along depth (sigma 0.05-0.4 mm, 8 levels)
+# before the levels; conv24, seeds 0 and 1, side by side; the five development sets and blur sigma 8 px.
+$R copy conv24 conv24_rankb --blur-mm 0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4
+$R train conv24_rankb "$OUT/r28_G0.pt" "$OUT/r28_G0.runs" --seed 0 --draw-in-ratio --blur-share 0.4 & a=$!
+$R train conv24_rankb "$OUT/r28_G1.pt" "$OUT/r28_G1.runs" --seed 1 --draw-in-ratio --blur-share 0.4 & b=$!
+wait "$a"; wait "$b"
+for m in r28_G0 r28_G1 r27_F0 r27_F1; do
+  sets="look_blur8_dev_hard24"; case $m in r28_*) sets="$LOOKS look_blur8_dev_hard24";; esac
+  for s in $sets; do
+    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
+    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
+    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
+  done
+  python "$REPO/benchmarks/false_layer_kinds.py" look_blur_dev_hard24/truth.csv "$OUT/${m}_look_blur_dev_hard24.csv"
+done

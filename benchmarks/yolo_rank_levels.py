@@ -101,11 +101,14 @@ def blur_folder(sigma_mm: float) -> str:
 
 def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, seed: int):
     """DrawAugment's ``__call__`` preceded by swapping, with probability ``share``, the tile read for one of its
-    blurred variants (module docstring; sigma uniform over ``blur_mm``)."""
+    blurred variants (module docstring; sigma uniform over ``blur_mm``), resized as ultralytics resized the tile
+    read. Layers and breaks DrawAugment then draws stay sharp: only the tile's own are blurred."""
+    import cv2
+
     from meltloc.heads.yolo.look import _as_image
     from meltloc.imageio import read_image
 
-    rng = np.random.default_rng([seed, 28])
+    rng, data = np.random.default_rng([seed, 28]), Path(data).resolve()
 
     def swapped(self, labels):
         if rng.random() < share:
@@ -114,8 +117,10 @@ def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, see
             path = data / "yolo" / "blur" / blur_folder(sigma) / tile.parent.name / tile.name
             pixels = read_image(path)
             img = labels["img"]
-            if pixels.shape != img.shape[:2]:
-                raise OSError(f"{path}: {pixels.shape}, the tile read is {img.shape[:2]}")
+            if pixels.shape != tuple(labels.get("ori_shape", pixels.shape)):
+                raise OSError(f"{path}: {pixels.shape}, the tile is {tuple(labels['ori_shape'])}")
+            if pixels.shape != img.shape[:2]:  # ultralytics' load_image resized the tile (as it does, linearly)
+                pixels = cv2.resize(pixels, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
             labels["img"] = _as_image(pixels.astype(np.float32), img)
         return call(self, labels)
 
@@ -192,7 +197,7 @@ def copy(src: Path, dst: Path, blur_mm: tuple[float, ...] = ()) -> None:
             marker["blur_mm"] = [float(b) for b in blur_mm]
         (partial / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     print(f"{dst}: {len(levelled)} strips and {len(tiles)} tiles rank-levelled"
-          + (f", {n_variants} blurred train tiles" if blur_mm else ""))
+          + (f", {n_variants // len(blur_mm)} train tiles blurred at {len(blur_mm)} sigmas" if blur_mm else ""))
 
 
 def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_ratio: bool = False,
@@ -207,10 +212,13 @@ def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_rat
         yolo_look.draw_layers = in_ratio_space(yolo_look.draw_layers, counts)
         yolo_look.draw_breaks = in_ratio_space(yolo_look.draw_breaks, counts)
     blur_mm = json.loads((data / MARKER).read_text()).get("blur_mm", [])
+    settings = YoloSettings(seed=seed, epochs=epochs, threads=1, device="cpu", runs=str(runs))
+    if blur_share > 0 and not (settings.insert_layers > 0 or settings.insert_breaks > 0):
+        raise SystemExit("error: --blur-share swaps tiles in YOLO's DrawAugment, which these settings leave out")
     if blur_share > 0:  # DrawAugment runs first in the training pipeline, on the tile as read (workers=0: here)
         yolo_look.DrawAugment.__call__ = with_blurred_tiles(yolo_look.DrawAugment.__call__, data, blur_mm,
                                                             blur_share, seed)
-    yolo_train(data, out, YoloSettings(seed=seed, epochs=epochs, threads=1, device="cpu", runs=str(runs)))
+    yolo_train(data, out, settings)
     ck = {k: v for k, v in load_checkpoint(out).items() if k not in ("format", "version")}
     ck["train"][STAMP] = ("benchmarks/yolo_rank_levels.py: trained on rank-levelled strips (local brightness "
                           f"division over {WINDOW_MM} mm, then ranks in {BINS} bins over 0-{TOP_RATIO})"

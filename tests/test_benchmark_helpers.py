@@ -79,6 +79,38 @@ def test_rank_levels_barely_move_under_gain_or_gamma_and_blur_runs_along_depth_o
     assert blurred[20, 0] == 40 and blurred[18, 0] == 24 and blurred[:14].max() == 0  # a Gaussian of 2 rows
 
 
+def test_blur_share_swaps_a_training_tile_for_its_blurred_variant_resized_as_the_tile_read(tmp_path):
+    rl = helper("yolo_rank_levels")
+    from meltloc.imageio import write_image
+
+    tile = np.full((64, 8), 100, np.uint8)
+    for sigma, grey in ((0.1, 10), (0.3, 30)):
+        (tmp_path / "yolo" / "blur" / f"{sigma:g}mm" / "train").mkdir(parents=True)
+        write_image(tmp_path / "yolo" / "blur" / f"{sigma:g}mm" / "train" / "s_000000.png", np.full_like(tile, grey))
+    seen = []
+
+    def draw_augment(self, labels):  # what DrawAugment receives after the swap
+        seen.append(labels["img"].copy())
+        return labels
+
+    def labels(img):
+        return {"im_file": str(tmp_path / "run" / "tiles" / "images" / "train" / "s_000000.png"), "img": img,
+                "ori_shape": (64, 8), "resized_shape": img.shape[:2]}
+
+    always = rl.with_blurred_tiles(draw_augment, tmp_path, [0.1, 0.3], 1.0, seed=0)
+    for _ in range(20):
+        always(None, labels(np.repeat(tile[..., None], 3, axis=2)))
+    assert all(img.shape == (64, 8, 3) and len(np.unique(img)) == 1 for img in seen)
+    assert {int(img[0, 0, 0]) for img in seen} == {10, 30}  # both sigmas drawn
+    always(None, labels(np.full((32, 4, 3), 100, np.uint8)))  # ultralytics had halved the tile
+    assert seen[-1].shape == (32, 4, 3) and int(np.ptp(seen[-1])) == 0 and int(seen[-1][0, 0, 0]) in (10, 30)
+
+    seen.clear()
+    never = rl.with_blurred_tiles(draw_augment, tmp_path, [0.1, 0.3], 0.0, seed=0)
+    never(None, labels(np.repeat(tile[..., None], 3, axis=2)))
+    assert (seen[0] == 100).all()
+
+
 def test_a_rank_levelled_copy_cuts_every_tile_from_its_levelled_strip_and_blurs_train_tiles_only(tiny_trained,
                                                                                                  tmp_path):
     conv, _ = tiny_trained
