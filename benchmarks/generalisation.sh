@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 29 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
+# Generalisation benchmark (run by hand; roughly 30 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
 # round (about 6 hours more where torch sees no GPU), as estimated from the runs' recorded times: about 43 regression
 # runs of 8-38 min and 10 YOLO runs of 35-67 min on the CPU, one training at a time, up to the twenty-first round's
-# lines, and about 16 YOLO runs of 37-88 min since, most two at a time; ~3 GB of PNG under $DATA). It has grown round by round; each round ran its own lines.
+# lines, and about 18 YOLO runs of 37-88 min since, most two at a time; ~3 GB of PNG under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
 # section, trains the heads through the user's own path (convert on the misaligned label table, then

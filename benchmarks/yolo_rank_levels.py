@@ -33,8 +33,9 @@ variant per listed sigma (``yolo/blur/<sigma>mm/train/<tile>``): the raw strip b
 in mm of core), rounded to 8 bits, rank-levelled as a whole and cut at the tile's rows, so a variant is what
 ``detect`` would make of a blurred scan. ``train --blur-share P`` gives a share P of the training tiles (drawn per
 tile and epoch) one of the variants, sigma drawn uniformly from the listed ones, before YOLO's drawn-in layers and
-breaks and ultralytics' own augmentation. Along depth only: a strip row averages about 26 image columns across the
-core but under two image rows along it, so a camera's blur reaches a strip almost wholly along depth.
+breaks and ultralytics' own augmentation (which draws them sharp: only the tile's own layers and breaks are blurred).
+Along depth only: a strip row averages about 26 image columns across the core but under two image rows along it, so
+a camera's blur reaches a strip almost wholly along depth. Used in the twenty-ninth round (rule R28).
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ def copy(src: Path, dst: Path, blur_mm: tuple[float, ...] = ()) -> None:
                 raise OSError(f"tile {t.tile}: no strip strips/{Path(t.image).stem}.png")
             new = levelled[Path(t.image).stem][int(t.start):int(t.start) + int(t.rows)]
             if new.shape != old.shape:
-                raise OSError(f"{src / 'yolo' / 'images' / t.tile}: the strip gives {new.shape}, the tile is {old.shape}")
+                raise OSError(f"{src / 'yolo' / 'images' / t.tile}: the strip gives {new.shape}, "
+                              f"the tile is {old.shape}")
             write_image(tile_path, new)
         n_variants, tile_stems = 0, tiles["image"].map(lambda i: Path(i).stem)
         for sigma in blur_mm:  # blurred variants of the train tiles, each cut from its whole strip blurred, levelled
