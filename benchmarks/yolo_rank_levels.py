@@ -33,9 +33,9 @@ variant per listed sigma (``yolo/blur/<sigma>mm/train/<tile>``): the raw strip b
 in mm of core), rounded to 8 bits, rank-levelled as a whole and cut at the tile's rows, so a variant is what
 ``detect`` would make of a blurred scan. ``train --blur-share P`` gives a share P of the training tiles (drawn per
 tile and epoch) one of the variants, sigma drawn uniformly from the listed ones, before YOLO's drawn-in layers and
-breaks and ultralytics' own augmentation (which draws them sharp: only the tile's own layers and breaks are blurred).
-Along depth only: a strip column averages about 21 image columns across the core and a strip row under two image rows along it, so
-a camera's blur reaches a strip almost wholly along depth. Used in the twenty-ninth round (rule R28).
+breaks and ultralytics' own augmentation (DrawAugment draws them sharp: only the tile's own layers and breaks are
+blurred). Along depth only: a strip column averages about 21 image columns across the core and a strip row under two
+image rows along it, so a camera's blur reaches a strip almost wholly along depth.
 """
 
 from __future__ import annotations
