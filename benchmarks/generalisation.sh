@@ -670,3 +670,6 @@ for m in r28_G0 r28_G1 r27_F0 r27_F1; do
   done
   python "$REPO/benchmarks/false_layer_kinds.py" look_blur_dev_hard24/truth.csv "$OUT/${m}_look_blur_dev_hard24.csv"
 done
+# R19's B run again (B', twenty-ninth round): the same command, scored on the five sets and blur sigma 8 px
+yolo conv24 "$OUT/r29_Bprime.pt" "seed=0, threads=1, device='cpu'"
+score "$OUT/r29_Bprime.pt" r29_Bprime $LOOKS look_blur8_dev_hard24
