@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from meltloc import MELT_LAYER, MELT_LENS
-from meltloc.checkpoint import load_checkpoint, save_checkpoint
+from meltloc.checkpoint import library_versions, load_checkpoint, save_checkpoint
 from meltloc.errors import DatasetError
 from meltloc.heads.regression.net import (RegressionConfig, RegressionNet, count_parameters, decode_strip,
                                           detect_strip, label_positions, losses, normalise_for, predict_strip_mean)
@@ -189,6 +189,7 @@ def train(data_dir: str | Path, out: str | Path, settings: TrainSettings | None 
     final["train"]["threshold_val_f1"] = f1
     final["train"]["seconds"] = seconds
     final["train"]["history"] = history
+    final["train"]["libraries"] = library_versions()
     save_checkpoint(out, final)
     write_run_record(out, {**asdict(s), "head": HEAD, "data": str(data_dir), "resume": str(resume or ""),
                            "score_threshold": threshold}, history, title=f"regression: {out.name}")

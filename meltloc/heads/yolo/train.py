@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from meltloc.checkpoint import save_checkpoint
+from meltloc.checkpoint import library_versions, save_checkpoint
 from meltloc.errors import CheckpointError, DatasetError, MeltlocError
 from meltloc.heads.yolo.config import DEFAULT_THRESHOLD, HEAD, YoloSettings, train_overrides
 from meltloc.heads.yolo.data import dataset_config, smallest_box_rows, split_has_tiles, write_run_data_yaml
@@ -291,6 +291,7 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
     import ultralytics
 
     payload["train"]["ultralytics_version"] = ultralytics.__version__
+    payload["train"]["libraries"] = library_versions()
     save_checkpoint(out, payload)
     return {"out": str(out), "run": str(run_dir), "seconds": seconds, "epochs": len(history), "val": val,
             "score_threshold": threshold, "parameters": n_params, "history": history}
