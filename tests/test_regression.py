@@ -79,7 +79,6 @@ def test_training_writes_one_self_contained_checkpoint(trained):
     assert ck["version"] and ck["train"]["seconds"] > 0
     assert len(ck["train"]["history"]) == 2
     import cv2
-    import numpy as np
 
     # what a rerun elsewhere must match to give the same numbers (numpy and OpenCV are not pinned)
     assert ck["train"]["libraries"] == {"torch": torch.__version__, "numpy": np.__version__, "opencv": cv2.__version__}
