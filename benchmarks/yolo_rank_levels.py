@@ -10,7 +10,7 @@ twenty-eighth round (rule R27).
 
     python benchmarks/yolo_rank_levels.py copy SRC DST [--blur-mm 0.05,0.1,...]  # strips and tiles rank-levelled
     python benchmarks/yolo_rank_levels.py train DST OUT RUNS [--seed S] [--epochs E] [--draw-in-ratio]
-        [--blur-share P]
+        [--blur-share P [--blur-drawn]]
     python benchmarks/yolo_rank_levels.py detect WEIGHTS IMAGES SECTIONS CSV
 
 ``copy`` writes a new folder (built aside, renamed into place) with every file of SRC, the strips
@@ -35,7 +35,10 @@ in mm of core), rounded to 8 bits, rank-levelled as a whole and cut at the tile'
 tile and epoch) one of the variants, sigma drawn uniformly from the listed ones, before YOLO's drawn-in layers and
 breaks and ultralytics' own augmentation (DrawAugment draws them sharp: only the tile's own layers and breaks are
 blurred). Along depth only: a strip column averages about 21 image columns across the core and a strip row under two
-image rows along it, so a camera's blur reaches a strip almost wholly along depth.
+image rows along it, so a camera's blur reaches a strip almost wholly along depth. ``--blur-drawn`` (the thirtieth
+round, rule R29) blurs the drawing too: on a swapped tile the darkening YOLO draws (layers and breaks, on the ratios
+with ``--draw-in-ratio``) is blurred along depth by the tile's sigma before it is applied, so no sharp drawn feature
+sits on a blurred tile; tiles not swapped are drawn sharp as before.
 """
 
 from __future__ import annotations
@@ -100,10 +103,13 @@ def blur_folder(sigma_mm: float) -> str:
     return f"{sigma_mm:g}mm"
 
 
-def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, seed: int):
+def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, seed: int,
+                       drawn_sigma: dict | None = None):
     """DrawAugment's ``__call__`` preceded by swapping, with probability ``share``, the tile read for one of its
     blurred variants (module docstring; sigma uniform over ``blur_mm``), resized as ultralytics resized the tile
-    read. Layers and breaks DrawAugment then draws stay sharp: only the tile's own are blurred."""
+    read. Layers and breaks DrawAugment then draws stay sharp (only the tile's own are blurred), unless
+    ``drawn_sigma`` is given: then ``drawn_sigma["mm"]`` holds the swapped tile's sigma (None for a tile not
+    swapped) while DrawAugment runs, for :func:`blurred_drawing`."""
     import cv2
 
     from meltloc.heads.yolo.look import _as_image
@@ -112,6 +118,7 @@ def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, see
     rng, data = np.random.default_rng([seed, 28]), Path(data).resolve()
 
     def swapped(self, labels):
+        sigma = None
         if rng.random() < share:
             tile = Path(labels["im_file"])
             sigma = blur_mm[int(rng.integers(len(blur_mm)))]
@@ -123,9 +130,40 @@ def with_blurred_tiles(call, data: Path, blur_mm: list[float], share: float, see
             if pixels.shape != img.shape[:2]:  # ultralytics' load_image resized the tile (as it does, linearly)
                 pixels = cv2.resize(pixels, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
             labels["img"] = _as_image(pixels.astype(np.float32), img)
-        return call(self, labels)
+        if drawn_sigma is None:
+            return call(self, labels)
+        drawn_sigma["mm"] = sigma
+        try:
+            return call(self, labels)
+        finally:
+            drawn_sigma["mm"] = None
 
     return swapped
+
+
+def blurred_drawing(draw, rows_per_mm_at: int, drawn_sigma: dict):
+    """``draw`` (meltloc's draw_layers or draw_breaks: they darken a float crop by multiplying it; its positional
+    argument ``rows_per_mm_at``, counted from 0 with the crop, is its rows per mm) with the darkening it drew
+    blurred along depth by a Gaussian of ``drawn_sigma["mm"]`` mm (when set), as a camera's focus blur would blur a
+    band or break that was in the core.
+    The drawn factor (drawn crop over crop) is blurred, not the crop, so the tile's own content (blurred already on
+    a swapped tile) is not blurred twice; labels are unchanged (a blurred layer keeps its true interval)."""
+    import cv2
+
+    def drawn(crop, *args, **kwargs):
+        out = draw(crop, *args, **kwargs)
+        sigma_mm = drawn_sigma.get("mm")
+        if not sigma_mm:
+            return out
+        img = np.asarray(out[0] if isinstance(out, tuple) else out, np.float64)
+        base = np.asarray(crop, np.float64)
+        factor = np.divide(img, base, out=np.ones_like(img), where=base > 0).astype(np.float32)
+        sigma_rows = float(sigma_mm) * float(args[rows_per_mm_at - 1])
+        factor = cv2.GaussianBlur(factor, (1, 0), sigmaX=0.01, sigmaY=sigma_rows, borderType=cv2.BORDER_REFLECT)
+        img = (base * factor).astype(np.asarray(out[0] if isinstance(out, tuple) else out).dtype)
+        return (img, *out[1:]) if isinstance(out, tuple) else img
+
+    return drawn
 
 
 def in_ratio_space(draw, counts: np.ndarray):
@@ -203,12 +241,16 @@ def copy(src: Path, dst: Path, blur_mm: tuple[float, ...] = ()) -> None:
 
 
 def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_ratio: bool = False,
-          blur_share: float = 0.0) -> None:
+          blur_share: float = 0.0, blur_drawn: bool = False) -> None:
     import meltloc.heads.yolo.look as yolo_look
     from meltloc.checkpoint import load_checkpoint, save_checkpoint
     from meltloc.heads.yolo.config import YoloSettings
     from meltloc.heads.yolo.train import train as yolo_train
 
+    drawn_sigma = {"mm": None} if blur_drawn else None
+    if blur_drawn:  # innermost, so the drawn darkening is blurred on the ratios when drawn there
+        yolo_look.draw_layers = blurred_drawing(yolo_look.draw_layers, 5, drawn_sigma)
+        yolo_look.draw_breaks = blurred_drawing(yolo_look.draw_breaks, 4, drawn_sigma)
     if draw_in_ratio:  # looked up at each call by DrawAugment; ultralytics runs with workers=0: tiles are made here
         counts = np.asarray(json.loads((data / MARKER).read_text())["train_ratio_counts"], np.int64)
         yolo_look.draw_layers = in_ratio_space(yolo_look.draw_layers, counts)
@@ -219,14 +261,15 @@ def train(data: Path, out: Path, runs: Path, seed: int, epochs: int, draw_in_rat
         raise SystemExit("error: --blur-share swaps tiles in YOLO's DrawAugment, which these settings leave out")
     if blur_share > 0:  # DrawAugment runs first in the training pipeline, on the tile as read (workers=0: here)
         yolo_look.DrawAugment.__call__ = with_blurred_tiles(yolo_look.DrawAugment.__call__, data, blur_mm,
-                                                            blur_share, seed)
+                                                            blur_share, seed, drawn_sigma)
     yolo_train(data, out, settings)
     ck = {k: v for k, v in load_checkpoint(out).items() if k not in ("format", "version")}
     ck["train"][STAMP] = ("benchmarks/yolo_rank_levels.py: trained on rank-levelled strips (local brightness "
                           f"division over {WINDOW_MM} mm, then ranks in {BINS} bins over 0-{TOP_RATIO})"
                           + ("; layers and breaks drawn in ratio space" if draw_in_ratio else "")
                           + (f"; a share {blur_share} of the train tiles blurred along depth before levelling, "
-                             f"sigma from {blur_mm} mm" if blur_share > 0 else ""))
+                             f"sigma from {blur_mm} mm" if blur_share > 0 else "")
+                          + ("; drawn layers and breaks blurred with a swapped tile" if blur_drawn else ""))
     save_checkpoint(out, ck)
 
 
@@ -265,6 +308,8 @@ def main(argv: list[str]) -> None:
                    help="draw YOLO's extra layers and breaks on the ratios, not on the levelled grey")
     p.add_argument("--blur-share", type=float, default=0.0,
                    help="share of the training tiles swapped for a blurred variant (the copy's --blur-mm)")
+    p.add_argument("--blur-drawn", action="store_true",
+                   help="on a swapped tile, blur YOLO's drawn-in layers and breaks along depth by its sigma too")
     p = sub.add_parser("detect", help="meltloc detect with each strip rank-levelled before YOLO")
     for name in ("weights", "images", "sections", "csv"):
         p.add_argument(name, type=Path)
@@ -306,7 +351,10 @@ def main(argv: list[str]) -> None:
                 raise SystemExit(f"error: --blur-share is a share (0-1), not {args.blur_share}")
             if args.blur_share > 0 and not json.loads((args.data / MARKER).read_text()).get("blur_mm"):
                 raise SystemExit(f"error: {args.data} has no blurred tiles: make it with 'copy --blur-mm'")
-            train(args.data, args.out, args.runs, args.seed, args.epochs, args.draw_in_ratio, args.blur_share)
+            if args.blur_drawn and not args.blur_share > 0:
+                raise SystemExit("error: --blur-drawn blurs the drawing on swapped tiles: give --blur-share too")
+            train(args.data, args.out, args.runs, args.seed, args.epochs, args.draw_in_ratio, args.blur_share,
+                  args.blur_drawn)
         else:
             if args.csv.exists():
                 raise SystemExit(f"error: {args.csv} exists; nothing is overwritten")

@@ -144,3 +144,47 @@ def test_a_rank_levelled_copy_cuts_every_tile_from_its_levelled_strip_and_blurs_
     assert (tiles["split"] == "train").any()
     again = run_helper("yolo_rank_levels.py", "copy", conv, copy)
     assert again.returncode == 1 and "exists; nothing is overwritten" in again.stderr
+
+def test_blurred_drawing_blurs_what_is_drawn_by_the_swapped_tiles_sigma_and_nothing_else(tmp_path):
+    rl = helper("yolo_rank_levels")
+    from meltloc.imageio import write_image
+
+    rows_per_mm = 10.0
+    (tmp_path / "yolo" / "blur" / "0.3mm" / "train").mkdir(parents=True)
+    variant = np.full((200, 6), 200, np.uint8)
+    variant[40] = 20  # the tile's own feature, blurred already in the variant: not to be blurred again
+    write_image(tmp_path / "yolo" / "blur" / "0.3mm" / "train" / "s_000000.png", variant)
+
+    def draw_line(crop, iv, cls, ign, rng, rows_per_mm, *rest):  # draws as meltloc's draw_layers: multiplying
+        out = np.array(crop, np.float32)
+        out[120] *= 0.1
+        return out, np.concatenate([iv.reshape(-1, 2), [[120.0, 121.0]]]), np.concatenate([cls, [0]])
+
+    sigma = {"mm": None}
+    drawn = rl.blurred_drawing(draw_line, 5, sigma)
+    outputs = []
+
+    def draw_augment(self, labels):  # DrawAugment's call: the drawing on the tile as swapped
+        outputs.append(drawn(labels["img"][..., 0].astype(np.float32), np.zeros((0, 2)), np.zeros(0, np.int64),
+                             np.zeros((0, 2)), None, rows_per_mm))
+        assert sigma["mm"] == (0.3 if int(labels["img"][0, 0, 0]) == 200 else None)  # set while drawing only
+        return labels
+
+    def labels(img):
+        return {"im_file": str(tmp_path / "run" / "tiles" / "images" / "train" / "s_000000.png"), "img": img,
+                "ori_shape": (200, 6), "resized_shape": img.shape[:2]}
+
+    for share in (1.0, 0.0):
+        rl.with_blurred_tiles(draw_augment, tmp_path, [0.3], share, seed=0, drawn_sigma=sigma)(
+            None, labels(np.full((200, 6, 3), 150, np.uint8)))
+        assert sigma["mm"] is None
+    (swapped, iv_swapped, _), (kept, iv_kept, _) = outputs
+    assert (iv_swapped == iv_kept).all()  # a blurred layer keeps its true interval
+    assert swapped[39:42, 0] == pytest.approx([200, 20, 200], abs=1e-3)  # the tile's own content left as it was
+    darkening = 1.0 - swapped[:, 0] / 200.0
+    rows = np.arange(200)
+    spread_rows = np.sqrt((darkening * (rows - 120) ** 2)[80:160].sum() / darkening[80:160].sum())
+    assert spread_rows == pytest.approx(0.3 * rows_per_mm, rel=0.05)  # blurred by the tile's sigma, along depth
+    assert darkening[80:160].sum() == pytest.approx(0.9, rel=0.02)  # the same darkening, spread
+    assert np.ptp(swapped[80:160], axis=1).max() < 1e-3  # not across the core
+    assert kept[119:122, 0] == pytest.approx([150, 15, 150])  # a tile not swapped: drawn sharp
