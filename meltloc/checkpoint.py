@@ -57,17 +57,18 @@ def trusting(enabled: bool = True) -> Iterator[None]:
         _trust["on"] = before
 
 
-def library_versions() -> dict[str, str]:
-    """The versions of the libraries a training's numbers depend on (torch, numpy, OpenCV; ultralytics when it is
-    loaded), for a checkpoint's training record: numpy and OpenCV are not pinned, so a rerun elsewhere can differ."""
-    import sys
-
+def library_versions(ultralytics: bool = False) -> dict[str, str]:
+    """The versions of the libraries a training's numbers depend on (torch, numpy, OpenCV; ``ultralytics`` for a
+    head trained by it), for a checkpoint's training record: a rerun with other versions can differ (the package
+    pins them, but an environment can hold others)."""
     import cv2
     import numpy as np
 
     versions = {"torch": torch.__version__, "numpy": np.__version__, "opencv": cv2.__version__}
-    if "ultralytics" in sys.modules:
-        versions["ultralytics"] = sys.modules["ultralytics"].__version__
+    if ultralytics:
+        import ultralytics as ul
+
+        versions["ultralytics"] = ul.__version__
     return {name: str(v) for name, v in versions.items()}  # plain str: torch's version is a str subclass
 
 

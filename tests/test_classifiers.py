@@ -120,6 +120,7 @@ def test_training_writes_a_self_contained_checkpoint(tiny_weights):
     assert ck["slice_accuracy_val"] == pytest.approx(0.5, abs=0.2)
     assert ck["score_threshold"] in {round(0.05 * k, 2) for k in range(1, 20)}
     assert len(ck["train"]["history"]) == 2 and ck["train"]["seconds"] > 0
+    assert set(ck["train"]["libraries"]) == {"torch", "numpy", "opencv"}  # what a rerun would need to match
 
 
 def test_detect_and_slice_accuracy_through_the_common_path(tiny_weights, tiny_conv, tiny_core, tmp_path):

@@ -94,6 +94,7 @@ def test_threshold_head_trains_detects_and_is_compared(tiny_trained, tiny_core, 
     assert "train F1" in result.stderr
     ck = load_checkpoint(weights)
     assert ck["head"] == "threshold" and ck["config"]["k"] > 0
+    assert set(ck["train"]["libraries"]) == {"torch", "numpy", "opencv"}
     detector = load_detector(weights)
     assert detector.head == "threshold"
     out = tmp_path / "det.csv"

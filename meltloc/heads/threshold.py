@@ -158,7 +158,7 @@ def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> 
     """
     import pandas as pd
 
-    from meltloc.checkpoint import save_checkpoint
+    from meltloc.checkpoint import library_versions, save_checkpoint
     from meltloc.heads.training import write_run_record
     from meltloc.strip_dataset import apply_working_scale, load_strips, read_strip_table
 
@@ -191,7 +191,8 @@ def train(data_dir: str | Path, out: str | Path, show_progress: bool = True) -> 
     save_checkpoint(out, {"head": HEAD, "config": cfg.to_dict(), "model": {}, "score_threshold": 0.5,
                           "train": {"data": str(data_dir), "grid": grid, "train_f1": best["train_f1"],
                                     "val_f1": val_f1, "seconds": seconds, "parameters": 2,
-                                    "n_train_sections": len(train_set), "n_val_sections": len(val_set)}})
+                                    "n_train_sections": len(train_set), "n_val_sections": len(val_set),
+                                    "libraries": library_versions()}})
     write_run_record(out, {"head": HEAD, "data": str(data_dir), "k": cfg.k, "smooth_mm": cfg.smooth_mm,
                            "val_f1": val_f1}, grid, title=f"threshold: {Path(out).name}")
     return {"k": cfg.k, "smooth_mm": cfg.smooth_mm, "train_f1": best["train_f1"], "val_f1": val_f1,

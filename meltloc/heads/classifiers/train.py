@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meltloc import MELT_LAYER
-from meltloc.checkpoint import load_checkpoint, save_checkpoint
+from meltloc.checkpoint import library_versions, load_checkpoint, save_checkpoint
 from meltloc.errors import CheckpointError, DatasetError, MeltlocError
 from meltloc.heads.classifiers.config import ClassifierConfig, ClassifierSettings, default_config, default_settings
 from meltloc.heads.classifiers.nets import build_model, count_parameters
@@ -269,7 +269,8 @@ def train(data_dir: str | Path, out: str | Path, head: str, settings: Classifier
     seconds += time.time() - t0
     final["score_threshold"] = threshold
     final["slice_accuracy_val"] = val_acc
-    final["train"].update({"seconds": seconds, "history": history, "threshold_val": val_figures})
+    final["train"].update({"seconds": seconds, "history": history, "threshold_val": val_figures,
+                           "libraries": library_versions()})
     save_checkpoint(out, final)
     write_run_record(out, {**asdict(s), **{k: v for k, v in cfg.to_dict().items() if k != "classes"}, "head": head,
                            "data": str(data_dir), "resume": str(resume or ""), "score_threshold": threshold},

@@ -288,10 +288,7 @@ def train(data_dir: str | Path, out: str | Path, settings: YoloSettings | None =
                   "val": {k: val[k] for k in ("f1", "precision", "recall", "map", "boundary_mm") if k in val}},
         "epoch": len(history), "best": {"weights": weights.name},
     }
-    import ultralytics
-
-    payload["train"]["ultralytics_version"] = ultralytics.__version__
-    payload["train"]["libraries"] = library_versions()
+    payload["train"]["libraries"] = library_versions(ultralytics=True)
     save_checkpoint(out, payload)
     return {"out": str(out), "run": str(run_dir), "seconds": seconds, "epochs": len(history), "val": val,
             "score_threshold": threshold, "parameters": n_params, "history": history}
