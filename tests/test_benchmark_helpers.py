@@ -145,11 +145,12 @@ def test_a_rank_levelled_copy_cuts_every_tile_from_its_levelled_strip_and_blurs_
     again = run_helper("yolo_rank_levels.py", "copy", conv, copy)
     assert again.returncode == 1 and "exists; nothing is overwritten" in again.stderr
 
+
 def test_blurred_drawing_blurs_what_is_drawn_by_the_swapped_tiles_sigma_and_nothing_else(tmp_path):
     rl = helper("yolo_rank_levels")
     from meltloc.imageio import write_image
 
-    rows_per_mm = 10.0
+    rows_per_mm = 6.4  # as DrawAugment passes it for a resized tile: not the strips' 10
     (tmp_path / "yolo" / "blur" / "0.3mm" / "train").mkdir(parents=True)
     variant = np.full((200, 6), 200, np.uint8)
     variant[40] = 20  # the tile's own feature, blurred already in the variant: not to be blurred again
@@ -157,7 +158,7 @@ def test_blurred_drawing_blurs_what_is_drawn_by_the_swapped_tiles_sigma_and_noth
 
     def draw_line(crop, iv, cls, ign, rng, rows_per_mm, *rest):  # draws as meltloc's draw_layers: multiplying
         out = np.array(crop, np.float32)
-        out[120] *= 0.1
+        out[120, :3] *= 0.1  # across half the core
         return out, np.concatenate([iv.reshape(-1, 2), [[120.0, 121.0]]]), np.concatenate([cls, [0]])
 
     sigma = {"mm": None}
@@ -179,12 +180,57 @@ def test_blurred_drawing_blurs_what_is_drawn_by_the_swapped_tiles_sigma_and_noth
             None, labels(np.full((200, 6, 3), 150, np.uint8)))
         assert sigma["mm"] is None
     (swapped, iv_swapped, _), (kept, iv_kept, _) = outputs
-    assert (iv_swapped == iv_kept).all()  # a blurred layer keeps its true interval
+    np.testing.assert_array_equal(iv_swapped, [[120.0, 121.0]])  # a blurred layer keeps its true interval
+    np.testing.assert_array_equal(iv_kept, [[120.0, 121.0]])
     assert swapped[39:42, 0] == pytest.approx([200, 20, 200], abs=1e-3)  # the tile's own content left as it was
     darkening = 1.0 - swapped[:, 0] / 200.0
     rows = np.arange(200)
     spread_rows = np.sqrt((darkening * (rows - 120) ** 2)[80:160].sum() / darkening[80:160].sum())
     assert spread_rows == pytest.approx(0.3 * rows_per_mm, rel=0.05)  # blurred by the tile's sigma, along depth
     assert darkening[80:160].sum() == pytest.approx(0.9, rel=0.02)  # the same darkening, spread
-    assert np.ptp(swapped[80:160], axis=1).max() < 1e-3  # not across the core
+    assert swapped[80:160, 3:] == pytest.approx(200.0, abs=1e-3)  # not across the core
     assert kept[119:122, 0] == pytest.approx([150, 15, 150])  # a tile not swapped: drawn sharp
+
+
+def test_training_with_blur_drawn_draws_breaks_blurred_on_swapped_tiles_only(tmp_path, monkeypatch):
+    """The wiring of ``train --blur-drawn``: meltloc's own DrawAugment, as patched by the helper's train, draws its
+    breaks blurred by the swapped tile's sigma (and sharp without the option)."""
+    rl = helper("yolo_rank_levels")
+    import meltloc.heads.yolo.look as look
+    import meltloc.heads.yolo.train as yolo_train
+    from meltloc.imageio import write_image
+    from ultralytics.utils.instance import Instances
+
+    for name in ("draw_layers", "draw_breaks"):  # the helper's train patches these: undone after the test
+        monkeypatch.setattr(look, name, getattr(look, name))
+    monkeypatch.setattr(look.DrawAugment, "__call__", look.DrawAugment.__call__)
+    data = tmp_path / "levelled"
+    (data / "yolo" / "blur" / "0.8mm" / "train").mkdir(parents=True)
+    write_image(data / "yolo" / "blur" / "0.8mm" / "train" / "s_000000.png", np.full((400, 16), 200, np.uint8))
+    (data / rl.MARKER).write_text('{"levels": "rank", "blur_mm": [0.8]}')
+    darkest = []
+
+    class Stop(Exception):
+        pass
+
+    def stub_training(data_dir, out, settings):  # one tile through DrawAugment as training's first step
+        augment = look.DrawAugment(6.4, 6.0, layers=0.0, breaks=1.0, seed=0)
+        for seed in range(5):
+            augment.rng = np.random.default_rng(seed)
+            labels = {"im_file": str(data / "yolo" / "images" / "train" / "s_000000.png"),
+                      "img": np.full((400, 16, 3), 200, np.uint8), "ori_shape": (400, 16), "resized_shape": (400, 16),
+                      "instances": Instances(np.zeros((0, 4), np.float32), segments=None, keypoints=None,
+                                             bbox_format="xywh", normalized=True), "cls": np.zeros((0, 1), np.float32)}
+            darkest.append(int(augment(labels)["img"].min()))
+        raise Stop
+
+    monkeypatch.setattr(yolo_train, "train", stub_training)
+    unpatched = look.draw_layers, look.draw_breaks, look.DrawAugment.__call__
+    for blur_drawn in (True, False):
+        with pytest.raises(Stop):
+            rl.train(data, tmp_path / "y.pt", tmp_path / "runs", 0, 1, blur_share=1.0, blur_drawn=blur_drawn)
+        look.draw_layers, look.draw_breaks, look.DrawAugment.__call__ = unpatched  # as a new process has them
+    blurred, sharp = darkest[:5], darkest[5:]
+    # a break is 0.1-0.5 mm thick and 80-100 % dark: drawn sharp at 6.4 rows per mm at least one row falls below
+    # half the ice; blurred by 0.8 mm (5.1 rows) its darkening spreads to under a third
+    assert max(sharp) < 110 and min(blurred) > 130
