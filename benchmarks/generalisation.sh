@@ -673,3 +673,27 @@ done
 # R19's B run again (B', twenty-ninth round): the same command, scored on the five sets and blur sigma 8 px
 yolo conv24 "$OUT/r29_Bprime.pt" "seed=0, threads=1, device='cpu'"
 score "$OUT/r29_Bprime.pt" r29_Bprime $LOOKS look_blur8_dev_hard24
+# Thirtieth round (rule R29, run in the thirty-first session: the thirtieth's machine was shut down before its scores
+# were read): G's recipe with YOLO's drawn layers and breaks blurred along depth by a swapped tile's sigma too
+# (--blur-drawn), seeds 0 and 1, side by side; the five development sets and blur sigma 8 px (rank-levelled detect)
+$R train conv24_rankb "$OUT/r29_H0.pt" "$OUT/r29_H0.runs" --seed 0 --draw-in-ratio --blur-share 0.4 --blur-drawn & a=$!
+$R train conv24_rankb "$OUT/r29_H1.pt" "$OUT/r29_H1.runs" --seed 1 --draw-in-ratio --blur-share 0.4 --blur-drawn & b=$!
+wait "$a"; wait "$b"
+# beside the rule (addenda): a third seed (H2) and raw grey's defaults with seed 1 (R1: B' is seed 0's), side by side
+$R train conv24_rankb "$OUT/r29_H2.pt" "$OUT/r29_H2.runs" --seed 2 --draw-in-ratio --blur-share 0.4 --blur-drawn & a=$!
+yolo conv24 "$OUT/r30_R1.pt" "seed=1, threads=1, device='cpu'" & b=$!
+wait "$a"; wait "$b"
+score "$OUT/r30_R1.pt" r30_R1 $LOOKS look_blur8_dev_hard24
+for s in look_blur_dev_hard24 look_blur8_dev_hard24; do
+  python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/r30_R1_$s.csv"
+done
+for m in r29_H0 r29_H1 r29_H2; do
+  for s in $LOOKS look_blur8_dev_hard24; do
+    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
+    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
+    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
+  done
+  for s in look_blur_dev_hard24 look_blur8_dev_hard24; do
+    python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/${m}_$s.csv"
+  done
+done
