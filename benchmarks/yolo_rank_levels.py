@@ -155,12 +155,12 @@ def blurred_drawing(draw, rows_per_mm_at: int, drawn_sigma: dict):
         sigma_mm = drawn_sigma.get("mm")
         if not sigma_mm:
             return out
-        img = np.asarray(out[0] if isinstance(out, tuple) else out, np.float64)
-        base = np.asarray(crop, np.float64)
+        drawn_img = np.asarray(out[0] if isinstance(out, tuple) else out)
+        img, base = drawn_img.astype(np.float64), np.asarray(crop, np.float64)
         factor = np.divide(img, base, out=np.ones_like(img), where=base > 0).astype(np.float32)
         sigma_rows = float(sigma_mm) * float(args[rows_per_mm_at - 1])
         factor = cv2.GaussianBlur(factor, (1, 0), sigmaX=0.01, sigmaY=sigma_rows, borderType=cv2.BORDER_REFLECT)
-        img = (base * factor).astype(np.asarray(out[0] if isinstance(out, tuple) else out).dtype)
+        img = (base * factor).astype(drawn_img.dtype)
         return (img, *out[1:]) if isinstance(out, tuple) else img
 
     return drawn
