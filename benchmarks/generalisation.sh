@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Generalisation benchmark (run by hand; roughly 30 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
+# Generalisation benchmark (run by hand; roughly 33 hours on 2 CPU cores plus a GPU for six runs of the twenty-fourth
 # round (about 6 hours more where torch sees no GPU), as estimated from the runs' recorded times: about 43 regression
 # runs of 8-38 min and 10 YOLO runs of 35-67 min on the CPU, one training at a time, up to the twenty-first round's
-# lines, and about 18 YOLO runs of 37-88 min since, most two at a time; ~3 GB of PNG under $DATA). It has grown round by round; each round ran its own lines.
+# lines, and about 27 YOLO runs of 33-88 min since, most two at a time; ~3 GB of PNG under $DATA). It has grown round by round; each round ran its own lines.
 #
 # Draws the training sets and the three test sets of the README's "Holding on cores we did not draw"
 # section, trains the heads through the user's own path (convert on the misaligned label table, then
@@ -696,4 +696,31 @@ for m in r29_H0 r29_H1 r29_H2; do
   for s in look_blur_dev_hard24 look_blur8_dev_hard24; do
     python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/${m}_$s.csv"
   done
+done
+# Thirty-first round (rule R30, run in the thirty-second session): H's recipe with the trained blur widened to
+# 0.05-0.6 mm (12 levels), seeds 0, 1 and 2, all three side by side on the two cores; the five development sets,
+# blur sigma 8 px (now inside the trained range) and 12 px (beyond it); H0-H2 and R1 on blur sigma 12 px beside
+$R copy conv24 conv24_rankb6 --blur-mm 0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6
+python "$REPO/benchmarks/perturb_looks.py" dev_hard24 look_blur12_dev_hard24 --look blur --sigma-px 12
+for i in 0 1 2; do
+  $R train conv24_rankb6 "$OUT/r30_I$i.pt" "$OUT/r30_I$i.runs" --seed $i --draw-in-ratio --blur-share 0.4 --blur-drawn &
+done
+wait
+score "$OUT/r30_R1.pt" r30_R1 look_blur12_dev_hard24
+python "$REPO/benchmarks/false_layer_kinds.py" look_blur12_dev_hard24/truth.csv "$OUT/r30_R1_look_blur12_dev_hard24.csv"
+# beside the rule (addendum): raw grey's defaults with seed 2 (R2), the paired raw-grey run for H2 and I2
+yolo conv24 "$OUT/r31_R2.pt" "seed=2, threads=1, device='cpu'"
+score "$OUT/r31_R2.pt" r31_R2 $LOOKS look_blur8_dev_hard24 look_blur12_dev_hard24
+for s in look_blur_dev_hard24 look_blur8_dev_hard24 look_blur12_dev_hard24; do
+  python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/r31_R2_$s.csv"
+done
+for m in r30_I0 r30_I1 r30_I2 r29_H0 r29_H1 r29_H2; do
+  sets="look_blur12_dev_hard24"; case $m in r30_I*) sets="$LOOKS look_blur8_dev_hard24 look_blur12_dev_hard24";; esac
+  for s in $sets; do
+    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
+    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
+    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
+  done
+  blurs="look_blur12_dev_hard24"; case $m in r30_I*) blurs="look_blur_dev_hard24 look_blur8_dev_hard24 $blurs";; esac
+  for s in $blurs; do python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/${m}_$s.csv"; done
 done
