@@ -638,6 +638,15 @@ done
 # in its strip; benchmarks/yolo_rank_levels.py), YOLO's defaults on conv24, seeds 0 and 1 (37-43 min each, side by
 # side); detect rank-levels each strip before YOLO's tiles; the five development sets. Reference: R19's B above.
 R="python $REPO/benchmarks/yolo_rank_levels.py"
+rscore() {  # rscore WEIGHTS PREFIX SET...: as score, each strip rank-levelled before YOLO's tiles (the helper's detect)
+  local weights=$1 prefix=$2 s; shift 2
+  for s in "$@"; do
+    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
+    $R detect "$weights" "$s/images" "$man" "$OUT/${prefix}_$s.csv"
+    $M evaluate --pred "$OUT/${prefix}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${prefix}_$s.json" --no-per-image \
+        --overwrite
+  done
+}
 $R copy conv24 conv24_rank
 $R train conv24_rank "$OUT/r27_E0.pt" "$OUT/r27_E0.runs" --seed 0 & a=$!
 $R train conv24_rank "$OUT/r27_E1.pt" "$OUT/r27_E1.runs" --seed 1 & b=$!
@@ -647,13 +656,7 @@ wait "$a"; wait "$b"
 $R train conv24_rank "$OUT/r27_F0.pt" "$OUT/r27_F0.runs" --seed 0 --draw-in-ratio & a=$!
 $R train conv24_rank "$OUT/r27_F1.pt" "$OUT/r27_F1.runs" --seed 1 --draw-in-ratio & b=$!
 wait "$a"; wait "$b"
-for m in r27_E0 r27_E1 r27_F0 r27_F1; do
-  for s in $LOOKS; do
-    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
-    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
-    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
-  done
-done
+for m in r27_E0 r27_E1 r27_F0 r27_F1; do rscore "$OUT/$m.pt" "$m" $LOOKS; done
 # Twenty-ninth round (rule R28): F's recipe (rank levels, layers drawn on the ratios) with a focus-blur share: 0.4
 # of the training tiles swapped for a variant cut from its strip blurred along depth (sigma 0.05-0.4 mm, 8 levels)
 # before the levels; conv24, seeds 0 and 1, side by side; the five development sets and blur sigma 8 px.
@@ -663,11 +666,7 @@ $R train conv24_rankb "$OUT/r28_G1.pt" "$OUT/r28_G1.runs" --seed 1 --draw-in-rat
 wait "$a"; wait "$b"
 for m in r28_G0 r28_G1 r27_F0 r27_F1; do
   sets="look_blur8_dev_hard24"; case $m in r28_*) sets="$LOOKS look_blur8_dev_hard24";; esac
-  for s in $sets; do
-    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
-    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
-    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
-  done
+  rscore "$OUT/$m.pt" "$m" $sets
   python "$REPO/benchmarks/false_layer_kinds.py" look_blur_dev_hard24/truth.csv "$OUT/${m}_look_blur_dev_hard24.csv"
 done
 # R19's B run again (B', twenty-ninth round): the same command, scored on the five sets and blur sigma 8 px
@@ -688,11 +687,7 @@ for s in look_blur_dev_hard24 look_blur8_dev_hard24; do
   python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/r30_R1_$s.csv"
 done
 for m in r29_H0 r29_H1 r29_H2; do
-  for s in $LOOKS look_blur8_dev_hard24; do
-    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
-    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
-    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
-  done
+  rscore "$OUT/$m.pt" "$m" $LOOKS look_blur8_dev_hard24
   for s in look_blur_dev_hard24 look_blur8_dev_hard24; do
     python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/${m}_$s.csv"
   done
@@ -716,11 +711,7 @@ for s in look_blur_dev_hard24 look_blur8_dev_hard24 look_blur12_dev_hard24; do
 done
 for m in r30_I0 r30_I1 r30_I2 r29_H0 r29_H1 r29_H2; do
   sets="look_blur12_dev_hard24"; case $m in r30_I*) sets="$LOOKS look_blur8_dev_hard24 look_blur12_dev_hard24";; esac
-  for s in $sets; do
-    man="$s/sections.tab"; [ -f "$man" ] || man="$s/sections.csv"
-    $R detect "$OUT/$m.pt" "$s/images" "$man" "$OUT/${m}_$s.csv"
-    $M evaluate --pred "$OUT/${m}_$s.csv" --truth "$s/truth.csv" --json "$OUT/${m}_$s.json" --no-per-image --overwrite
-  done
+  rscore "$OUT/$m.pt" "$m" $sets
   blurs="look_blur12_dev_hard24"; case $m in r30_I*) blurs="look_blur_dev_hard24 look_blur8_dev_hard24 $blurs";; esac
   for s in $blurs; do python "$REPO/benchmarks/false_layer_kinds.py" "$s/truth.csv" "$OUT/${m}_$s.csv"; done
 done
