@@ -697,10 +697,12 @@ done
 # blur sigma 8 px (now inside the trained range) and 12 px (beyond it); H0-H2 and R1 on blur sigma 12 px beside
 $R copy conv24 conv24_rankb6 --blur-mm 0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6
 python "$REPO/benchmarks/perturb_looks.py" dev_hard24 look_blur12_dev_hard24 --look blur --sigma-px 12
+pids=()
 for i in 0 1 2; do
   $R train conv24_rankb6 "$OUT/r30_I$i.pt" "$OUT/r30_I$i.runs" --seed $i --draw-in-ratio --blur-share 0.4 --blur-drawn &
+  pids+=($!)
 done
-wait
+for p in "${pids[@]}"; do wait "$p"; done  # each run's failure stops the script, as the rounds above
 score "$OUT/r30_R1.pt" r30_R1 look_blur12_dev_hard24
 python "$REPO/benchmarks/false_layer_kinds.py" look_blur12_dev_hard24/truth.csv "$OUT/r30_R1_look_blur12_dev_hard24.csv"
 # beside the rule (addendum): raw grey's defaults with seed 2 (R2), the paired raw-grey run for H2 and I2
